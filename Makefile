@@ -1,0 +1,42 @@
+# locosep — two commands: `make run` and `make test`. Everything else comes after those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+# System packages the build, the tests and the demo need (Debian names).
+APT_PKGS := pkg-config libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb ffmpeg csound-soundfont
+CARGO ?= cargo
+BIN := target/debug/locosep
+DEMO_SONG := $(firstword $(wildcard assets/demo/*/mixture.wav))
+
+.PHONY: run test deps build fmt bench clean-stems
+
+## deps: install the missing system packages (apt-get, as root or through sudo)
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+## build: one debug-profile build (dependencies optimised) shared by run, test and bench
+build: deps
+	$(CARGO) build --bin locosep
+
+## run: separate the bundled demo song into ./stems/ (replacing earlier demo stems)
+run: build
+	@test -n "$(DEMO_SONG)" || { echo "no demo song under assets/demo/"; exit 1; }
+	$(BIN) separate "$(DEMO_SONG)" --out stems --overwrite
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN) "$(DEMO_SONG)" || true; fi
+
+## test: the whole test suite (installs what it needs first)
+test: deps
+	$(CARGO) test --all-targets -- --test-threads=2
+
+## bench: the CPU benchmark quoted in the README
+bench: build
+	$(BIN) bench --preset small --seconds 2 --device cpu
+
+fmt:
+	$(CARGO) fmt

@@ -1,0 +1,532 @@
+//! Writing audio files (WAV via hound, FLAC via flacenc) with atomic, no-clobber semantics.
+//!
+//! Every file is first written to a hidden temporary file in the destination directory
+//! (`.<file name>.<pid>-<counter>-<nanos>.locosep-tmp`), flushed and `fsync`ed, then moved onto
+//! the final name. Invariants:
+//! * the final path either keeps its previous content or receives the complete new file, never a
+//!   partial one;
+//! * with `overwrite == false` an existing file is never replaced (checked up front and, where
+//!   the filesystem supports hard links, enforced atomically by linking instead of renaming);
+//! * on any error the temporary file is removed. Leftovers from a crash can be cleaned with
+//!   [`clean_temp_files`].
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flacenc::component::BitRepr;
+use flacenc::error::{SourceError, Verify};
+use flacenc::source::{Fill, Source};
+
+use super::{AudioBuffer, AudioError, DisplayList};
+
+/// Suffix of temporary files created by [`write_atomic`].
+pub const TEMP_SUFFIX: &str = ".locosep-tmp";
+
+/// Output sample format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SampleFormat {
+    /// WAV, 16-bit signed integer PCM (clipped to [-1, 1], rounded).
+    Wav16,
+    /// WAV, 24-bit signed integer PCM (clipped to [-1, 1], rounded).
+    Wav24,
+    /// WAV, 32-bit IEEE float (written as is, no clipping).
+    F32,
+    /// FLAC, 24-bit (lossless for anything up to 24-bit sources; clipped to [-1, 1], rounded).
+    Flac,
+}
+
+impl SampleFormat {
+    /// Names accepted by [`FromStr`], in the same order as the variants.
+    pub const NAMES: [&'static str; 4] = ["wav16", "wav24", "f32", "flac"];
+
+    /// File extension (without dot) for this format: `"wav"` for the three WAV variants,
+    /// `"flac"` for FLAC.
+    pub fn extension(self) -> &'static str {
+        match self {
+            SampleFormat::Wav16 | SampleFormat::Wav24 | SampleFormat::F32 => "wav",
+            SampleFormat::Flac => "flac",
+        }
+    }
+
+    /// The canonical name (`"wav16"`, `"wav24"`, `"f32"`, `"flac"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleFormat::Wav16 => "wav16",
+            SampleFormat::Wav24 => "wav24",
+            SampleFormat::F32 => "f32",
+            SampleFormat::Flac => "flac",
+        }
+    }
+}
+
+impl fmt::Display for SampleFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SampleFormat {
+    type Err = String;
+
+    /// Parses `wav16`, `wav24`, `f32` or `flac` (case-insensitive, surrounding spaces ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "wav16" => Ok(SampleFormat::Wav16),
+            "wav24" => Ok(SampleFormat::Wav24),
+            "f32" => Ok(SampleFormat::F32),
+            "flac" => Ok(SampleFormat::Flac),
+            _ => Err(format!(
+                "unknown output format '{s}'; allowed values: {}",
+                DisplayList(&SampleFormat::NAMES)
+            )),
+        }
+    }
+}
+
+/// Writes `buf` to `path` in format `fmt`, atomically (see the module docs).
+///
+/// Creates missing parent directories. If `path` exists and `overwrite` is false, returns
+/// [`AudioError::Exists`] without writing anything. Integer formats clip to [-1, 1] and round to
+/// the nearest step (16-bit: ×32767, 24-bit: ×8388607). FLAC is always 24-bit.
+pub fn write_audio(
+    path: &Path,
+    buf: &AudioBuffer,
+    fmt: SampleFormat,
+    overwrite: bool,
+) -> Result<(), AudioError> {
+    buf.validate()?;
+    let nch = buf.num_channels();
+    if nch == 0 || nch > u16::MAX as usize {
+        return Err(AudioError::Encode {
+            path: path.to_path_buf(),
+            detail: format!("cannot write audio with {nch} channels"),
+        });
+    }
+    if !overwrite && path.symlink_metadata().is_ok() {
+        return Err(AudioError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    match fmt {
+        SampleFormat::Wav16 | SampleFormat::Wav24 | SampleFormat::F32 => {
+            let (bits, float) = match fmt {
+                SampleFormat::Wav16 => (16, false),
+                SampleFormat::Wav24 => (24, false),
+                _ => (32, true),
+            };
+            let spec = hound::WavSpec {
+                channels: nch as u16,
+                sample_rate: buf.sample_rate,
+                bits_per_sample: bits,
+                sample_format: if float {
+                    hound::SampleFormat::Float
+                } else {
+                    hound::SampleFormat::Int
+                },
+            };
+            write_atomic(path, overwrite, |file| {
+                write_wav(file, buf, spec).map_err(hound_to_io)
+            })
+        }
+        SampleFormat::Flac => {
+            // Encode in memory first so encoder errors are reported as Encode, not Write.
+            let bytes = encode_flac(buf).map_err(|detail| AudioError::Encode {
+                path: path.to_path_buf(),
+                detail,
+            })?;
+            write_atomic(path, overwrite, |file| file.write_all(&bytes))
+        }
+    }
+}
+
+fn hound_to_io(e: hound::Error) -> io::Error {
+    match e {
+        hound::Error::IoError(io) => io,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[inline]
+fn to_int(x: f32, scale: f32) -> i32 {
+    // NaN → 0 (clamp keeps NaN, `as` maps NaN to 0).
+    (x.clamp(-1.0, 1.0) * scale).round() as i32
+}
+
+fn write_wav(file: &mut File, buf: &AudioBuffer, spec: hound::WavSpec) -> Result<(), hound::Error> {
+    let mut w = hound::WavWriter::new(BufWriter::new(file), spec)?;
+    let len = buf.len();
+    match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, _) => {
+            for i in 0..len {
+                for ch in &buf.channels {
+                    w.write_sample(ch[i])?;
+                }
+            }
+        }
+        (_, 16) => {
+            for i in 0..len {
+                for ch in &buf.channels {
+                    w.write_sample(to_int(ch[i], 32767.0) as i16)?;
+                }
+            }
+        }
+        (_, _) => {
+            for i in 0..len {
+                for ch in &buf.channels {
+                    w.write_sample(to_int(ch[i], 8_388_607.0))?;
+                }
+            }
+        }
+    }
+    w.finalize()
+}
+
+/// flacenc [`Source`] reading a planar [`AudioBuffer`] block by block (no full interleaved copy).
+struct PlanarSource<'a> {
+    buf: &'a AudioBuffer,
+    pos: usize,
+    scratch: Vec<i32>,
+}
+
+impl Source for PlanarSource<'_> {
+    fn channels(&self) -> usize {
+        self.buf.num_channels()
+    }
+    fn bits_per_sample(&self) -> usize {
+        24
+    }
+    fn sample_rate(&self) -> usize {
+        self.buf.sample_rate as usize
+    }
+    fn read_samples<F: Fill>(
+        &mut self,
+        block_size: usize,
+        dest: &mut F,
+    ) -> Result<usize, SourceError> {
+        let n = block_size.min(self.buf.len() - self.pos);
+        self.scratch.clear();
+        for i in self.pos..self.pos + n {
+            for ch in &self.buf.channels {
+                self.scratch.push(to_int(ch[i], 8_388_607.0));
+            }
+        }
+        dest.fill_interleaved(&self.scratch)?;
+        self.pos += n;
+        Ok(n)
+    }
+    fn len_hint(&self) -> Option<usize> {
+        Some(self.buf.len())
+    }
+}
+
+fn encode_flac(buf: &AudioBuffer) -> Result<Vec<u8>, String> {
+    if buf.num_channels() > 8 {
+        return Err(format!(
+            "FLAC supports at most 8 channels, got {}",
+            buf.num_channels()
+        ));
+    }
+    if buf.sample_rate > 655_350 {
+        return Err(format!(
+            "FLAC does not support a sample rate of {} Hz",
+            buf.sample_rate
+        ));
+    }
+    let config = flacenc::config::Encoder::default()
+        .into_verified()
+        .map_err(|e| format!("invalid FLAC encoder configuration: {e:?}"))?;
+    let block_size = config.block_size;
+    let src = PlanarSource {
+        buf,
+        pos: 0,
+        scratch: Vec::new(),
+    };
+    let mut stream = flacenc::encode_with_fixed_block_size(&config, src, block_size)
+        .map_err(|e| format!("FLAC encoding failed: {e}"))?;
+    // flacenc 0.5.1 lowers STREAMINFO's min block size to the (shorter) last block, which the
+    // FLAC spec excludes for fixed-blocksize streams ("excluding the last block"). Decoders that
+    // check it strictly (symphonia) then reject every frame header. Restore min = max = block
+    // size, as the reference encoder writes.
+    stream
+        .stream_info_mut()
+        .set_block_sizes(block_size, block_size)
+        .map_err(|e| format!("FLAC block size: {e}"))?;
+    let mut sink = flacenc::bitsink::ByteSink::new();
+    stream
+        .write(&mut sink)
+        .map_err(|e| format!("FLAC serialisation failed: {e:?}"))?;
+    Ok(sink.into_inner())
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Temp path next to `path`: `.<file name>.<pid>-<counter>-<nanos>.locosep-tmp`.
+fn temp_path_for(path: &Path) -> io::Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the output path has no file name",
+        )
+    })?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp_name = format!(
+        ".{}.{}-{n}-{nanos}{TEMP_SUFFIX}",
+        name.to_string_lossy(),
+        std::process::id()
+    );
+    Ok(path.with_file_name(tmp_name))
+}
+
+/// Atomically creates/replaces `path` with content produced by `f`.
+///
+/// `f` writes into a fresh temporary file in the same directory (it may seek; the file starts
+/// empty). Afterwards the file is `fsync`ed and moved onto `path`. Missing parent directories are
+/// created. If `path` exists and `overwrite` is false → [`AudioError::Exists`] and nothing is
+/// written. On any error the temporary file is removed and an existing `path` is untouched.
+/// Reusable for any output (audio, JSON, ...).
+pub fn write_atomic(
+    path: &Path,
+    overwrite: bool,
+    f: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), AudioError> {
+    let werr = |source: io::Error| AudioError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !overwrite && path.symlink_metadata().is_ok() {
+        return Err(AudioError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        fs::create_dir_all(parent).map_err(werr)?;
+    }
+    let tmp = temp_path_for(path).map_err(werr)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(werr)?;
+    // From here on, every error path must remove `tmp`.
+    let result = f(&mut file)
+        .and_then(|()| file.flush())
+        .and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(werr(e));
+    }
+    let committed = if overwrite {
+        fs::rename(&tmp, path)
+    } else {
+        commit_no_clobber(&tmp, path)
+    };
+    if let Err(e) = committed {
+        let _ = fs::remove_file(&tmp);
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            return Err(AudioError::Exists {
+                path: path.to_path_buf(),
+            });
+        }
+        return Err(werr(e));
+    }
+    sync_parent_dir(path);
+    Ok(())
+}
+
+/// Moves `tmp` to `path` without ever replacing an existing `path`. Uses `hard_link` (fails with
+/// `AlreadyExists` atomically) and falls back to check-then-rename on filesystems without links.
+fn commit_no_clobber(tmp: &Path, path: &Path) -> io::Result<()> {
+    match fs::hard_link(tmp, path) {
+        Ok(()) => {
+            let _ = fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            if path.symlink_metadata().is_ok() {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
+            }
+            fs::rename(tmp, path)
+        }
+    }
+}
+
+/// Best-effort fsync of the directory entry (Unix); errors are ignored.
+fn sync_parent_dir(path: &Path) {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let Ok(d) = File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// True if `path`'s file name looks like a temporary file left by [`write_atomic`]
+/// (starts with `.` and ends with `.locosep-tmp`).
+pub fn is_temp_file(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.starts_with('.') && n.ends_with(TEMP_SUFFIX) && n.len() > TEMP_SUFFIX.len() + 1
+    })
+}
+
+/// Deletes leftover temporary files (see [`is_temp_file`]) directly inside `dir` (not
+/// recursive). Returns how many were removed. A missing directory counts as 0.
+pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let p = entry.path();
+        if is_temp_file(&p) && entry.file_type()?.is_file() {
+            match fs::remove_file(&p) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_buf(rate: u32, nch: usize, len: usize) -> AudioBuffer {
+        let channels = (0..nch)
+            .map(|c| {
+                (0..len)
+                    .map(|i| ((i as f32) * 0.01 * (c + 1) as f32).sin() * 0.8)
+                    .collect()
+            })
+            .collect();
+        AudioBuffer::new(rate, channels).unwrap()
+    }
+
+    #[test]
+    fn parse_formats() {
+        assert_eq!(
+            "wav16".parse::<SampleFormat>().unwrap(),
+            SampleFormat::Wav16
+        );
+        assert_eq!(
+            "WAV24".parse::<SampleFormat>().unwrap(),
+            SampleFormat::Wav24
+        );
+        assert_eq!("f32".parse::<SampleFormat>().unwrap(), SampleFormat::F32);
+        assert_eq!("flac".parse::<SampleFormat>().unwrap(), SampleFormat::Flac);
+        let e = "mp3".parse::<SampleFormat>().unwrap_err();
+        assert!(e.contains("wav16, wav24, f32, flac"), "{e}");
+        assert_eq!(SampleFormat::F32.extension(), "wav");
+        assert_eq!(SampleFormat::Flac.extension(), "flac");
+        for n in SampleFormat::NAMES {
+            assert_eq!(n.parse::<SampleFormat>().unwrap().name(), n);
+        }
+    }
+
+    #[test]
+    fn to_int_clips_and_rounds() {
+        assert_eq!(to_int(1.5, 32767.0), 32767);
+        assert_eq!(to_int(-1.5, 32767.0), -32767);
+        assert_eq!(to_int(0.5 / 32767.0 + 1e-7, 32767.0), 1);
+        assert_eq!(to_int(f32::NAN, 32767.0), 0);
+    }
+
+    #[test]
+    fn wav_round_trip_hound() {
+        let d = tempfile::tempdir().unwrap();
+        let b = test_buf(44100, 2, 1000);
+        for fmt in [SampleFormat::Wav16, SampleFormat::Wav24, SampleFormat::F32] {
+            let p = d.path().join(format!("sub/dir/{fmt}.wav"));
+            write_audio(&p, &b, fmt, false).unwrap();
+            let r = hound::WavReader::open(&p).unwrap();
+            let spec = r.spec();
+            assert_eq!(spec.channels, 2);
+            assert_eq!(spec.sample_rate, 44100);
+            assert_eq!(r.len(), 2000);
+        }
+        assert_eq!(
+            fs::read_dir(d.path().join("sub/dir")).unwrap().count(),
+            3,
+            "no temp files left"
+        );
+    }
+
+    #[test]
+    fn flac_zero_length_and_mono() {
+        let d = tempfile::tempdir().unwrap();
+        let b = test_buf(48000, 1, 5000);
+        write_audio(&d.path().join("m.flac"), &b, SampleFormat::Flac, false).unwrap();
+        let z = AudioBuffer::new(48000, vec![vec![], vec![]]).unwrap();
+        // Zero-length output must not panic (either a valid empty file or a clean error).
+        let _ = write_audio(&d.path().join("z.flac"), &z, SampleFormat::Flac, false);
+        write_audio(&d.path().join("z.wav"), &z, SampleFormat::Wav16, false).unwrap();
+    }
+
+    #[test]
+    fn atomic_refuses_overwrite_and_cleans_up() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out.json");
+        write_atomic(&p, false, |f| f.write_all(b"old")).unwrap();
+        let e = write_atomic(&p, false, |f| f.write_all(b"new")).unwrap_err();
+        assert!(matches!(e, AudioError::Exists { .. }));
+        assert!(e.to_string().contains("--overwrite") && e.to_string().contains("out.json"));
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        // Failing writer: temp removed, old file untouched.
+        let e = write_atomic(&p, true, |f| {
+            f.write_all(b"partial")?;
+            Err(io::Error::other("boom"))
+        })
+        .unwrap_err();
+        assert!(matches!(e, AudioError::Write { .. }));
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        write_atomic(&p, true, |f| f.write_all(b"new")).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_file_detection_and_cleanup() {
+        let d = tempfile::tempdir().unwrap();
+        let t = temp_path_for(&d.path().join("song.wav")).unwrap();
+        assert!(is_temp_file(&t), "{t:?}");
+        assert!(
+            t.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".song.wav.")
+        );
+        assert!(!is_temp_file(Path::new("song.wav")));
+        assert!(!is_temp_file(Path::new(".locosep-tmp")));
+        fs::write(&t, b"x").unwrap();
+        fs::write(d.path().join(".other.flac.1.locosep-tmp"), b"x").unwrap();
+        fs::write(d.path().join("keep.wav"), b"x").unwrap();
+        assert_eq!(clean_temp_files(d.path()).unwrap(), 2);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        assert_eq!(clean_temp_files(&d.path().join("missing")).unwrap(), 0);
+    }
+}

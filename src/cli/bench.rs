@@ -1,0 +1,129 @@
+//! `locosep bench`: real-time factor and peak memory of one forward pass.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::engine::Separator;
+use crate::engine::device::{DeviceChoice, resolve};
+use crate::memory::sampler::{MemorySampler, process_rss, reset_peak_rss};
+use crate::model::config::preset;
+use crate::model::loader::init_state_dict;
+
+/// Arguments of `bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Preset to measure (random weights: speed and memory do not depend on them).
+    #[arg(long, default_value = "small")]
+    pub preset: String,
+    /// Seconds of stereo audio in the one forward pass (two mono items for mono models).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Where to run.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Cap per path intermediate in MiB (sub-batching); 0 = no cap.
+    #[arg(long, default_value_t = 256)]
+    pub chunk_mib: usize,
+    /// Timed repetitions (the best and the mean are printed).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+/// Runs the benchmark.
+pub fn run(a: BenchArgs) -> Result<()> {
+    let cfg = preset(&a.preset)?.config;
+    let device = resolve(a.device)?;
+    let sd = init_state_dict(&cfg, 0);
+    let mut sep = Separator::new(cfg.clone(), &sd, device)?;
+    sep.set_max_chunk_bytes((a.chunk_mib > 0).then_some(a.chunk_mib << 20));
+    drop(sd);
+    let n = (a.seconds * cfg.sample_rate as f64).round() as usize;
+    // Two channels of a synthetic signal (sines + a little noise), as the reference benchmark.
+    let mut seed = 12345u32;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    };
+    let chans: Vec<Vec<f32>> = (0..2)
+        .map(|c| {
+            (0..n)
+                .map(|i| {
+                    let t = i as f32 / cfg.sample_rate as f32;
+                    0.3 * (2.0 * std::f32::consts::PI * (220.0 + 110.0 * c as f32) * t).sin()
+                        + 0.05 * noise()
+                })
+                .collect()
+        })
+        .collect();
+    let items: Vec<Vec<Vec<f32>>> = if cfg.audio_channels == 1 {
+        chans.iter().map(|c| vec![c.clone()]).collect()
+    } else {
+        vec![chans.clone()]
+    };
+    // Warm-up on a short clip (kernel compilation, allocator pools).
+    let warm: Vec<Vec<Vec<f32>>> = items
+        .iter()
+        .map(|it| {
+            it.iter()
+                .map(|c| c[..n.min(cfg.n_fft * 4)].to_vec())
+                .collect()
+        })
+        .collect();
+    sep.forward_waveforms(&warm)?;
+    let rss_before = process_rss().0.unwrap_or(0);
+    reset_peak_rss();
+    let sampler = MemorySampler::start(sep.device().device.clone(), Duration::from_millis(5), None);
+    let mut times = vec![];
+    for _ in 0..a.repeat.max(1) {
+        let t0 = Instant::now();
+        let out = sep.forward_waveforms(&items)?;
+        times.push(t0.elapsed().as_secs_f64());
+        drop(out);
+    }
+    let trace = sampler.stop();
+    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    println!(
+        "preset            {} ({} parameters)",
+        cfg.name,
+        cfg.param_count()
+    );
+    println!("device            {}", sep.device().description);
+    println!(
+        "audio             {:.2} s stereo ({} items × {} samples, one forward)",
+        a.seconds,
+        items.len(),
+        n
+    );
+    println!(
+        "forward time      {best:.3} s best, {mean:.3} s mean of {}",
+        times.len()
+    );
+    println!(
+        "real-time factor  {:.3} (time / audio duration; < 1 is faster than real time)",
+        best / a.seconds
+    );
+    if let Some(p) = trace.peak_rss {
+        println!(
+            "peak RSS          {} (process high-water mark during the timed runs; {} before)",
+            mib(p),
+            mib(rss_before)
+        );
+    }
+    if let Some(p) = trace.peak_in_use {
+        println!(
+            "device in use     {} peak (allocator, sampled every 5 ms)",
+            mib(p)
+        );
+    }
+    if let Some(p) = trace.peak_reserved {
+        println!("device reserved   {} peak", mib(p));
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The headless front end: clap subcommands over the engine, indicatif progress.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::audio::decode::{DecodeOptions, decode_file};
+use crate::audio::encode::SampleFormat;
+use crate::engine::device::{DeviceChoice, resolve};
+use crate::engine::export::{ExportOptions, track_name, validate_stems};
+use crate::engine::{CancelToken, SeparateParams, Separator};
+use crate::model::config::{ModelConfig, builtin_presets, preset};
+use crate::model::state_dict::{StateDict, load_state_dict};
+
+mod bench;
+mod model_check;
+mod plan;
+mod synth;
+mod train;
+
+/// locosep — separate songs into vocals, drums, bass and other.
+#[derive(Parser, Debug)]
+#[command(name = "locosep", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Subcommand; without one the desktop app opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// A song to open in the desktop app.
+    pub path: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Separate audio files into stems.
+    Separate(SeparateArgs),
+    /// Run the network on a fixture-style tensor file (verifies a reference checkpoint).
+    ModelCheck(model_check::ModelCheckArgs),
+    /// List the presets with their sizes.
+    Presets,
+    /// Predict device memory for a preset, or fit settings to a budget.
+    Plan(plan::PlanArgs),
+    /// Measure real-time factor and peak memory.
+    Bench(bench::BenchArgs),
+    /// Render synthetic multitrack songs (MUSDB18-HQ layout) from MIDI.
+    Synth(synth::SynthArgs),
+    /// Train or fine-tune a model on multitrack songs.
+    Train(train::TrainArgs),
+    /// Score a model (or estimates on disk) against true stems: SDR, uSDR, SI-SDR.
+    Eval(train::EvalArgs),
+}
+
+/// Which model to load.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Preset name (see `locosep presets`).
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Model config file: .toml preset, reference .json, or the fork's/ESPnet's .yaml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Checkpoint: .safetensors (reference names), MERL/ESPnet .pth or the fork's .pth.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Where to run: auto (GPU if present, else CPU), gpu, cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// Arguments of `separate`.
+#[derive(Args, Debug)]
+pub struct SeparateArgs {
+    /// Audio files (wav, flac, mp3, ogg, m4a/aac, alac).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output folder.
+    #[arg(long, short, default_value = "stems")]
+    pub out: PathBuf,
+    /// Output format: wav16, wav24, f32 (32-bit float WAV) or flac.
+    #[arg(long, default_value = "wav16")]
+    pub format: SampleFormat,
+    /// File-name template under --out ({track}, {stem}, {ext}).
+    #[arg(long, default_value = "{track}/{stem}.{ext}")]
+    pub template: String,
+    /// Overlap between segments, in [0, 0.95).
+    #[arg(long, default_value_t = 0.25)]
+    pub overlap: f32,
+    /// Segment length in seconds (default: the preset's).
+    #[arg(long)]
+    pub segment: Option<f64>,
+    /// Process each file as one segment (exactly the reference's forward; needs memory).
+    #[arg(long)]
+    pub no_split: bool,
+    /// Stems to write, comma-separated (e.g. vocals,instrumental).
+    #[arg(long, value_delimiter = ',')]
+    pub stems: Option<Vec<String>>,
+    /// Chunks per forward pass.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Downmix inputs with more than two channels to stereo instead of refusing them.
+    #[arg(long)]
+    pub downmix: bool,
+}
+
+/// Resolves `--preset/--config/--checkpoint` to a config and weights; with none of them, the
+/// bundled default model.
+pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> {
+    let (cfg, ckpt, what) = match (&args.preset, &args.config, &args.checkpoint) {
+        (None, None, None) => {
+            let (c, w, desc) = crate::assets::default_model()
+                .ok_or_else(|| anyhow!("no bundled model found; pass --config and --checkpoint"))?;
+            (ModelConfig::from_file(&c)?, w, desc.to_string())
+        }
+        (Some(p), None, Some(ck)) => (preset(p)?.config, ck.clone(), format!("preset {p}")),
+        (None, Some(c), Some(ck)) => (
+            ModelConfig::from_file(c)?,
+            ck.clone(),
+            c.display().to_string(),
+        ),
+        (_, _, None) => bail!(
+            "a preset or config needs trained weights: pass --checkpoint FILE (.safetensors or .pth), \
+             or omit --preset/--config to use the bundled model"
+        ),
+        (None, None, Some(ck)) => bail!(
+            "--checkpoint {} needs --preset or --config to say which architecture it is",
+            ck.display()
+        ),
+        (Some(_), Some(_), _) => bail!("give either --preset or --config, not both"),
+    };
+    let sd = load_state_dict(&ckpt).with_context(|| format!("loading {}", ckpt.display()))?;
+    Ok((cfg, sd, what))
+}
+
+/// Builds a separator on the chosen device, printing what was chosen.
+pub fn build_separator(args: &ModelArgs) -> Result<Separator> {
+    let (cfg, sd, what) = load_model(args)?;
+    let device = resolve(args.device)?;
+    for w in &device.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "model: {what} ({} parameters) on {}",
+        human_count(cfg.param_count()),
+        device.description
+    );
+    Ok(Separator::new(cfg, &sd, device)?)
+}
+
+fn human_count(n: usize) -> String {
+    if n >= 1_000_000 {
+        format!("{:.2} M", n as f64 / 1e6)
+    } else {
+        format!("{:.1} k", n as f64 / 1e3)
+    }
+}
+
+fn bar(len: u64, prefix: String) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:30}] {pos}/{len} chunks, {elapsed} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
+fn separate(args: SeparateArgs) -> Result<()> {
+    let sep = build_separator(&args.model)?;
+    let cfg = sep.config().clone();
+    if let Some(list) = &args.stems {
+        validate_stems(list, &cfg.sources)?;
+    }
+    let params = SeparateParams {
+        segment_seconds: args.segment,
+        overlap: args.overlap,
+        no_split: args.no_split,
+        batch: args.batch,
+        ..Default::default()
+    };
+    params.validate(&cfg)?;
+    let export = ExportOptions {
+        out_dir: args.out.clone(),
+        template: args.template.clone(),
+        format: args.format,
+        stems: args.stems.clone(),
+        overwrite: args.overwrite,
+    };
+    // Refuse before any work if a target exists.
+    for file in &args.files {
+        export.check_targets(&export.targets(&track_name(file), &cfg.sources)?)?;
+    }
+    let cancel = CancelToken::new();
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C while stopping falls through to the default (the process ends;
+        // files are only ever renamed into place complete, so nothing partial remains).
+        let _ = ctrlc::set_handler(move || {
+            if cancel.is_cancelled() {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after the current chunk…");
+            cancel.cancel();
+        });
+    }
+    if let Ok(n) = crate::audio::encode::clean_temp_files(&args.out) {
+        if n > 0 {
+            eprintln!(
+                "removed {n} leftover temporary file(s) from an interrupted run in {}",
+                args.out.display()
+            );
+        }
+    }
+    let mut failures = 0;
+    for file in &args.files {
+        match separate_one(&sep, file, &params, &export, &cancel, args.downmix) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("{}", p.display());
+                }
+            }
+            Err(e) if cancel.is_cancelled() => {
+                eprintln!("cancelled: {e:#}; no partial files were written");
+                std::process::exit(130);
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("error: {}: {e:#}", file.display());
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} of {} file(s) failed", args.files.len());
+    }
+    Ok(())
+}
+
+fn separate_one(
+    sep: &Separator,
+    file: &Path,
+    params: &SeparateParams,
+    export: &ExportOptions,
+    cancel: &CancelToken,
+    downmix: bool,
+) -> Result<Vec<PathBuf>> {
+    let t0 = Instant::now();
+    let audio = decode_file(file, &DecodeOptions { downmix })?;
+    let secs = audio.duration_secs();
+    let pb = bar(1, track_name(file));
+    let stems = sep.separate(&audio, params, cancel, &mut |p| {
+        pb.set_length(p.total as u64);
+        pb.set_position(p.done as u64);
+    })?;
+    pb.finish_and_clear();
+    let elapsed = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{}: {secs:.1} s of audio in {elapsed:.1} s (real-time factor {:.2})",
+        file.display(),
+        elapsed / secs.max(1e-9)
+    );
+    Ok(export.write(&track_name(file), &stems)?)
+}
+
+fn presets() -> Result<()> {
+    println!(
+        "{:<18} {:>9} {:>8} {:>10} {:>6} {:>5} {:>6}  description",
+        "preset", "params", "segment", "n_fft/hop", "layers", "C", "heads"
+    );
+    for p in builtin_presets() {
+        let c = &p.config;
+        println!(
+            "{:<18} {:>9} {:>7}s {:>10} {:>6} {:>5} {:>6}  {}",
+            p.name,
+            human_count(c.param_count()),
+            c.segment_seconds,
+            format!("{}/{}", c.n_fft, c.hop_length),
+            c.n_layers,
+            c.emb_dim,
+            c.n_heads,
+            p.description
+        );
+    }
+    Ok(())
+}
+
+/// Runs the CLI; without a subcommand, the desktop app.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Separate(a)) => separate(a),
+        Some(Command::ModelCheck(a)) => model_check::run(a),
+        Some(Command::Presets) => presets(),
+        Some(Command::Plan(a)) => plan::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Synth(a)) => synth::run(a),
+        Some(Command::Train(a)) => train::run_train(a),
+        Some(Command::Eval(a)) => train::run_eval(a),
+        None => crate::gui::run(cli.path).map_err(anyhow::Error::msg),
+    }
+}

@@ -1,0 +1,195 @@
+//! `locosep plan`: predicted device memory per preset, and fitting settings to a budget.
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::memory::planner::{
+    AttentionStrategy, BackendKind, Mode, PlanRequest, fit, format_bytes, parse_bytes, plan,
+};
+use crate::model::config::{ModelConfig, builtin_presets, preset};
+
+/// Arguments of `plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Preset (default: a summary of every preset).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Segment length in seconds (default: the preset's).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Plan a training step (AdamW state, gradients, saved activations).
+    #[arg(long)]
+    pub train: bool,
+    /// With --train: activation checkpointing per block.
+    #[arg(long)]
+    pub checkpointing: bool,
+    /// Chunks (or training items) per forward.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Song channels (1 mono, 2 stereo).
+    #[arg(long, default_value_t = 2)]
+    pub channels: usize,
+    /// Memory budget, e.g. 8GiB, 512MiB: choose settings that fit 90 % of it and explain.
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// Attention strategy: fused, chunked, materialized.
+    #[arg(long, default_value = "fused")]
+    pub attention: String,
+    /// Score-tensor cap for --attention chunked, e.g. 256MiB.
+    #[arg(long, default_value = "256MiB")]
+    pub chunk: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn strategy(name: &str, chunk: u64) -> Result<AttentionStrategy> {
+    Ok(match name {
+        "fused" => AttentionStrategy::Fused,
+        "chunked" => AttentionStrategy::Chunked {
+            max_score_bytes: chunk,
+        },
+        "materialized" | "materialised" => AttentionStrategy::Materialized,
+        other => bail!("unknown --attention `{other}`; use fused, chunked or materialized"),
+    })
+}
+
+fn mode(a: &PlanArgs) -> Mode {
+    match (a.train, a.checkpointing) {
+        (false, _) => Mode::Inference,
+        (true, false) => Mode::Training,
+        (true, true) => Mode::TrainingCheckpointed,
+    }
+}
+
+fn summary() -> Result<()> {
+    println!(
+        "{:<18} {:>9} {:>7} {:>14} {:>14} {:>14} {:>16} {:>16}",
+        "preset",
+        "params",
+        "segment",
+        "infer fused",
+        "infer chunked",
+        "largest mat.",
+        "train (no ckpt)",
+        "train (ckpt)"
+    );
+    for p in builtin_presets() {
+        let m = p.config.plan_model();
+        let base = PlanRequest {
+            song_channels: 1,
+            path_chunk_bytes: Some(256 << 20),
+            ..PlanRequest::new(&m)
+        };
+        let fused = plan(&m, &base);
+        let chunked = plan(
+            &m,
+            &PlanRequest {
+                attention: AttentionStrategy::Chunked {
+                    max_score_bytes: 256 << 20,
+                },
+                ..base.clone()
+            },
+        );
+        let mat = plan(
+            &m,
+            &PlanRequest {
+                attention: AttentionStrategy::Materialized,
+                path_chunk_bytes: None,
+                ..base.clone()
+            },
+        );
+        let train = plan(
+            &m,
+            &PlanRequest {
+                mode: Mode::Training,
+                path_chunk_bytes: None,
+                ..base.clone()
+            },
+        );
+        let ckpt = plan(
+            &m,
+            &PlanRequest {
+                mode: Mode::TrainingCheckpointed,
+                ..base.clone()
+            },
+        );
+        println!(
+            "{:<18} {:>8.2}M {:>6}s {:>14} {:>14} {:>14} {:>16} {:>16}",
+            p.name,
+            fused.param_count as f64 / 1e6,
+            p.config.segment_seconds,
+            format_bytes(fused.peak_bytes),
+            format_bytes(chunked.peak_bytes),
+            format_bytes(mat.largest_allocation_bytes),
+            format_bytes(train.peak_bytes),
+            format_bytes(ckpt.peak_bytes)
+        );
+    }
+    println!(
+        "\nBatch 1, one mono item, f32; inference with paths sub-batched to ≤ 256 MiB per intermediate; \
+         \"largest mat.\" = one materialised frequency/time-path score tensor; training with fused \
+         attention, checkpointed runs sub-batched. Details: locosep plan --preset NAME [--train]."
+    );
+    Ok(())
+}
+
+/// Runs `plan`.
+pub fn run(a: PlanArgs) -> Result<()> {
+    let Some(name) = &a.preset else {
+        return summary();
+    };
+    let cfg: ModelConfig = preset(name)?.config;
+    let m = cfg.plan_model();
+    if !(1..=2).contains(&a.channels) {
+        bail!("--channels must be 1 or 2");
+    }
+    if let Some(b) = &a.budget {
+        let budget = parse_bytes(b)?;
+        let backend = if a.attention == "fused" {
+            BackendKind::Fused
+        } else {
+            BackendKind::NonFused
+        };
+        let mode = if a.train {
+            Mode::Training
+        } else {
+            Mode::Inference
+        };
+        let fitted = fit(&m, budget, a.channels, mode, backend)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&fitted)?);
+        } else {
+            for line in &fitted.explanation {
+                println!("{line}");
+            }
+            println!("\n{}", fitted.plan.table());
+        }
+        return Ok(());
+    }
+    let chunk = parse_bytes(&a.chunk)?;
+    let seg = a.seconds.map_or(m.segment_samples, |s| {
+        (s * m.sample_rate as f64).round() as usize
+    });
+    if seg < m.n_fft {
+        bail!(
+            "--seconds must be at least one STFT window ({} samples)",
+            m.n_fft
+        );
+    }
+    let req = PlanRequest {
+        segment_samples: seg,
+        batch: a.batch.max(1),
+        song_channels: a.channels,
+        mode: mode(&a),
+        attention: strategy(&a.attention, chunk)?,
+        ..PlanRequest::new(&m)
+    };
+    let p = plan(&m, &req);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        println!("{}", p.table());
+    }
+    Ok(())
+}

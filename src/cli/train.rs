@@ -1,0 +1,197 @@
+//! `locosep train` and `locosep eval`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::model::config::{ModelConfig, preset};
+use crate::train::dataset::scan;
+use crate::train::eval::{evaluate_estimates, evaluate_model};
+use crate::train::{TrainConfig, TrainEvent, train};
+
+/// Arguments of `train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training data (MUSDB18-HQ layout or folders of stems).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Validation data (default: every 5th track of --data).
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Preset of the architecture.
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Model config file instead of a preset.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Start from this checkpoint (fine-tuning).
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Output folder (checkpoints, logs, curves).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    /// Segments per micro-batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Micro-batches per step (gradient accumulation).
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    /// Activation checkpointing.
+    #[arg(long)]
+    pub checkpointing: bool,
+    /// Training segment length in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub segment: f64,
+    /// Learning rate.
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    /// Validate every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub valid_every: usize,
+    /// Save every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub save_every: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Memory budget (e.g. 8GiB): report what the planner predicts for this run.
+    #[arg(long)]
+    pub budget: Option<String>,
+}
+
+/// Arguments of `eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Data with true stems (MUSDB18-HQ layout).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model to evaluate (with --preset or --config); default: the bundled model.
+    #[command(flatten)]
+    pub model: super::ModelArgs,
+    /// Evaluate estimates on disk (`DIR/<track>/<stem>.wav`) instead of a model.
+    #[arg(long)]
+    pub estimates: Option<PathBuf>,
+    /// Evaluate the mixture as every stem's estimate (the baseline).
+    #[arg(long)]
+    pub baseline: bool,
+    /// Seconds from the middle of each track (0 = whole tracks).
+    #[arg(long, default_value_t = 0.0)]
+    pub seconds: f64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn model_config(preset_name: &Option<String>, config: &Option<PathBuf>) -> Result<ModelConfig> {
+    Ok(match (preset_name, config) {
+        (Some(p), _) => preset(p)?.config,
+        (None, Some(c)) => ModelConfig::from_file(c)?,
+        (None, None) => bail!("give --preset or --config for the architecture"),
+    })
+}
+
+/// Runs `train`.
+pub fn run_train(a: TrainArgs) -> Result<()> {
+    let model_cfg = model_config(&a.preset, &a.config)?;
+    let cfg = TrainConfig {
+        data: a.data,
+        valid: a.valid,
+        out: a.out.clone(),
+        from: a.from,
+        steps: a.steps,
+        batch: a.batch,
+        accumulate: a.accumulate,
+        segment_seconds: a.segment,
+        lr: a.lr,
+        checkpointing: a.checkpointing,
+        valid_every: a.valid_every,
+        save_every: a.save_every,
+        seed: a.seed,
+        ..Default::default()
+    };
+    if let Some(b) = &a.budget {
+        use crate::memory::planner::{BackendKind, Mode, fit, parse_bytes};
+        let budget = parse_bytes(b)?;
+        let mut m = model_cfg.plan_model();
+        m.segment_samples = (a.segment * model_cfg.sample_rate as f64) as usize;
+        let mode = if a.checkpointing {
+            Mode::TrainingCheckpointed
+        } else {
+            Mode::Training
+        };
+        match fit(&m, budget, 1, mode, BackendKind::NonFused) {
+            Ok(f) => f.explanation.iter().for_each(|l| eprintln!("plan: {l}")),
+            Err(e) => eprintln!("plan: {e}"),
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            eprintln!("\nstopping: saving a checkpoint after this step…");
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let pb = ProgressBar::new(a.steps as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "train [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let state = train(&model_cfg, &cfg, a.resume, stop, &mut |ev| {
+        match ev {
+        TrainEvent::Step(s) => {
+            pb.set_position(s.step as u64);
+            pb.set_message(format!("loss {:.3}", s.loss));
+        }
+        TrainEvent::Valid(v) => pb.println(format!(
+            "step {}: validation SDR vocals {:.2} drums {:.2} bass {:.2} other {:.2} (mean {:.2} dB)",
+            v.step, v.sdr[0], v.sdr[1], v.sdr[2], v.sdr[3], v.mean_sdr
+        )),
+        TrainEvent::Saved(p) => pb.println(format!("saved {}", p.display())),
+        TrainEvent::Message(m) => pb.println(m),
+    }
+    })?;
+    pb.finish();
+    crate::train::curves::write_png(&a.out.join("curves.png"), &state)?;
+    eprintln!(
+        "checkpoints in {}; loss/SDR curves in {}",
+        a.out.display(),
+        a.out.join("curves.png").display()
+    );
+    Ok(())
+}
+
+/// Runs `eval`.
+pub fn run_eval(a: EvalArgs) -> Result<()> {
+    let tracks = scan(&a.data)?;
+    let report = if a.baseline || a.estimates.is_some() {
+        evaluate_estimates(&tracks, a.estimates.as_deref(), a.seconds, 44_100)?
+    } else {
+        let sep = super::build_separator(&a.model)?;
+        evaluate_model(&sep, &tracks, a.seconds, &mut |t| {
+            eprintln!("separating {t}")
+        })?
+    };
+    print!("{}", report.table());
+    println!("mean SDR over stems: {:.2} dB", report.mean_sdr());
+    if let Some(p) = &a.json {
+        let js = serde_json::to_string_pretty(&report)?;
+        crate::audio::encode::write_atomic(p, true, |f| {
+            std::io::Write::write_all(f, js.as_bytes())
+        })?;
+    }
+    Ok(())
+}

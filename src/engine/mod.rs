@@ -1,0 +1,45 @@
+//! The engine: a [`Separator`] per loaded model, device selection, and the error type every
+//! front end (CLI, GUI) turns into a message.
+
+pub mod device;
+pub mod export;
+pub mod messages;
+pub mod separator;
+pub mod worker;
+
+pub use device::{DeviceChoice, ResolvedDevice};
+pub use messages::{EngineCommand, EngineEvent, JobId, ModelChoice};
+pub use separator::{CancelToken, Progress, SeparateParams, Separator, Stems};
+pub use worker::EngineHandle;
+
+/// Everything that can stop a separation, each with a message a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Reading, decoding or writing audio failed.
+    #[error(transparent)]
+    Audio(#[from] crate::audio::AudioError),
+    /// Signal-processing parameters were invalid.
+    #[error(transparent)]
+    Dsp(#[from] crate::dsp::DspError),
+    /// The model config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::model::config::ConfigError),
+    /// The checkpoint could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::model::state_dict::CheckpointError),
+    /// The checkpoint does not fit the config.
+    #[error(transparent)]
+    Keys(#[from] crate::model::loader::KeyMismatch),
+    /// No usable device.
+    #[error(transparent)]
+    NoDevice(#[from] device::DeviceError),
+    /// The device failed during the run.
+    #[error("device error: {0}")]
+    Device(String),
+    /// A parameter is out of range.
+    #[error("{0}")]
+    BadParameter(String),
+    /// The user cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}

@@ -1,0 +1,73 @@
+//! The desktop app (eframe/egui, wgpu renderer).
+//!
+//! It drives the engine only through [`EngineCommand`]/[`EngineEvent`] channels (it never names
+//! a burn type) and the audio thread only through [`player::ToAudio`]/[`player::FromAudio`].
+
+use eframe::egui;
+use std::path::PathBuf;
+
+use crate::engine::messages::{EngineCommand, EngineEvent};
+use crate::engine::worker::EngineHandle;
+
+mod app;
+pub mod command;
+pub mod compare;
+pub mod export_panel;
+pub mod lane;
+pub mod memory_graph;
+pub mod mixer;
+pub mod player;
+pub mod presets_panel;
+pub mod settings;
+pub mod spectrogram;
+pub mod time_view;
+pub mod waveform;
+
+#[cfg(test)]
+mod tests;
+
+pub use app::{AppOptions, LocosepApp};
+
+/// Opens the window (wgpu renderer) and runs until it is closed; `path` is opened at once.
+pub fn run(path: Option<PathBuf>) -> Result<(), String> {
+    let no_display =
+        std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
+    if no_display && cfg!(target_os = "linux") {
+        return Err("no display found (neither DISPLAY nor WAYLAND_DISPLAY is set): the GUI needs a desktop \
+                    session; use `locosep separate …` for headless work, or run under xvfb-run"
+            .into());
+    }
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Wgpu,
+        viewport: egui::ViewportBuilder::default()
+            .with_title("locosep")
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([800.0, 500.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "locosep",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let (tx, rx): (
+                std::sync::mpsc::Sender<EngineCommand>,
+                std::sync::mpsc::Receiver<EngineEvent>,
+            ) = EngineHandle::spawn(move || ctx.request_repaint())?;
+            let app = LocosepApp::new(
+                &cc.egui_ctx,
+                cc.storage,
+                tx,
+                rx,
+                AppOptions {
+                    open: path,
+                    settings_path: settings::Settings::default_path(),
+                    audio: true,
+                },
+            );
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| format!("cannot open the window: {e}"))
+}

@@ -1,0 +1,309 @@
+//! Model and device choice: presets with parameter count and the planner's predicted peak for
+//! this song (with a warning when it will not fit), custom config + checkpoint import.
+
+use eframe::egui;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use egui::{Color32, RichText, Ui};
+
+use super::command::Command;
+use super::settings::Settings;
+use crate::engine::device::DeviceChoice;
+use crate::engine::messages::{DeviceInfo, ModelChoice};
+use crate::memory::planner::{AttentionStrategy, MIB, PlanRequest, format_bytes, plan};
+use crate::model::config::{ModelConfig, builtin_presets};
+
+/// Per-path memory cap the separator uses by default (its `max_chunk_bytes`).
+const PATH_CAP: u64 = 256 * MIB;
+
+/// One selectable model.
+#[derive(Debug, Clone)]
+pub struct ModelRow {
+    /// What Separate runs; `None` for a preset without weights yet.
+    pub choice: Option<ModelChoice>,
+    /// Preset name when this is a preset.
+    pub preset: Option<String>,
+    /// Shown name.
+    pub label: String,
+    /// One line about it.
+    pub description: String,
+    /// Its architecture, when known.
+    pub config: Option<ModelConfig>,
+}
+
+/// The song facts the prediction needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SongShape {
+    /// Channels of the song.
+    pub channels: usize,
+    /// Duration, seconds.
+    pub seconds: f64,
+}
+
+/// The model list and device choice.
+pub struct PresetsPanel {
+    presets: Vec<(String, String, ModelConfig)>,
+    bundled: Option<(ModelConfig, String)>,
+    /// Devices the engine reported.
+    pub devices: Vec<DeviceInfo>,
+    memo: RefCell<HashMap<(String, usize, usize, bool), u64>>,
+}
+
+impl Default for PresetsPanel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PresetsPanel {
+    /// Reads the built-in presets and the bundled model's config.
+    pub fn new() -> Self {
+        let presets = builtin_presets()
+            .into_iter()
+            .map(|p| (p.name, p.description, p.config))
+            .collect();
+        let bundled = crate::assets::default_model().and_then(|(cfg, _, desc)| {
+            ModelConfig::from_file(&cfg)
+                .ok()
+                .map(|c| (c, desc.to_string()))
+        });
+        Self {
+            presets,
+            bundled,
+            devices: Vec::new(),
+            memo: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Every model the user can pick, in display order.
+    pub fn rows(&self, settings: &Settings) -> Vec<ModelRow> {
+        let mut rows = vec![ModelRow {
+            choice: Some(ModelChoice::Bundled),
+            preset: None,
+            label: "bundled model".into(),
+            description: self.bundled.as_ref().map_or_else(
+                || "the demo model shipped with locosep".into(),
+                |b| b.1.clone(),
+            ),
+            config: self.bundled.as_ref().map(|b| b.0.clone()),
+        }];
+        for (name, description, config) in &self.presets {
+            let checkpoint = settings.checkpoints.get(name);
+            rows.push(ModelRow {
+                choice: checkpoint.map(|c| ModelChoice::Preset {
+                    name: name.clone(),
+                    checkpoint: c.clone(),
+                }),
+                preset: Some(name.clone()),
+                label: name.clone(),
+                description: description.clone(),
+                config: Some(config.clone()),
+            });
+        }
+        for (config, checkpoint) in &settings.custom {
+            let choice = ModelChoice::Config {
+                config: config.clone(),
+                checkpoint: checkpoint.clone(),
+            };
+            rows.push(ModelRow {
+                label: choice.label(),
+                description: format!("{} + {}", config.display(), checkpoint.display()),
+                config: ModelConfig::from_file(config).ok(),
+                choice: Some(choice),
+                preset: None,
+            });
+        }
+        rows
+    }
+
+    /// The config of a choice, when known.
+    pub fn config_of(&self, settings: &Settings, choice: &ModelChoice) -> Option<ModelConfig> {
+        self.rows(settings)
+            .into_iter()
+            .find(|r| r.choice.as_ref() == Some(choice))
+            .and_then(|r| r.config)
+    }
+
+    /// Whether the chosen device runs the fused attention kernel.
+    pub fn fused(&self, device: DeviceChoice) -> bool {
+        match device {
+            DeviceChoice::Cpu => false,
+            DeviceChoice::Gpu => true,
+            DeviceChoice::Auto => self
+                .devices
+                .iter()
+                .any(|d| d.choice == DeviceChoice::Gpu && d.hardware),
+        }
+    }
+
+    /// Memory available on the chosen device, bytes.
+    pub fn budget(&self, settings: &Settings) -> u64 {
+        let cpu_ram = self
+            .devices
+            .iter()
+            .find(|d| d.choice == DeviceChoice::Cpu)
+            .and_then(|d| d.total_bytes);
+        match (self.fused(settings.device), cpu_ram) {
+            (false, Some(ram)) => ram,
+            _ => (settings.gpu_budget_gib.max(0.1) * (1u64 << 30) as f64) as u64,
+        }
+    }
+
+    /// The planner's predicted peak for `config` on this song, bytes.
+    pub fn predict(&self, config: &ModelConfig, song: SongShape, batch: usize, fused: bool) -> u64 {
+        let key = (config.name.clone(), song.channels, batch, fused);
+        if let Some(v) = self.memo.borrow().get(&key) {
+            return *v;
+        }
+        let pm = config.plan_model();
+        let mut req = PlanRequest::new(&pm);
+        req.batch = batch.max(1);
+        req.song_channels = song.channels.max(1);
+        if !fused {
+            req.attention = AttentionStrategy::Chunked {
+                max_score_bytes: PATH_CAP,
+            };
+            req.path_chunk_bytes = Some(PATH_CAP);
+        }
+        let peak = plan(&pm, &req).peak_bytes;
+        self.memo.borrow_mut().insert(key, peak);
+        peak
+    }
+
+    /// Draws the list and the device choice.
+    pub fn show(
+        &self,
+        ui: &mut Ui,
+        settings: &Settings,
+        song: Option<SongShape>,
+        commands: &mut Vec<Command>,
+    ) {
+        ui.heading("Model");
+        let budget = self.budget(settings);
+        let fused = self.fused(settings.device);
+        for row in self.rows(settings) {
+            ui.horizontal(|ui| {
+                let selected = row.choice.as_ref() == Some(&settings.model);
+                let enabled = row.choice.is_some();
+                let r = ui.add_enabled(
+                    enabled,
+                    egui::RadioButton::new(selected, row.label.as_str()),
+                );
+                if r.clicked() {
+                    if let Some(c) = &row.choice {
+                        commands.push(Command::SelectModel(c.clone()));
+                    }
+                }
+                r.on_hover_text(&row.description)
+                    .on_disabled_hover_text("Choose weights for this preset first");
+                if let Some(c) = &row.choice {
+                    let mut ticked = settings.compare.contains(c);
+                    if ui
+                        .checkbox(&mut ticked, "")
+                        .on_hover_text(format!("compare {}", row.label))
+                        .changed()
+                    {
+                        commands.push(Command::ToggleCompare(c.clone()));
+                    }
+                }
+                if let Some(name) = &row.preset {
+                    let text = if row.choice.is_some() {
+                        "weights (set)"
+                    } else {
+                        "weights…"
+                    };
+                    if ui
+                        .small_button(text)
+                        .on_hover_text(format!("Choose the checkpoint for {name}"))
+                        .clicked()
+                    {
+                        commands.push(Command::PickCheckpoint(name.clone()));
+                    }
+                }
+            });
+            if let Some(cfg) = &row.config {
+                let mut line = format!(
+                    "   {} params · {:.0} s segments",
+                    human(cfg.param_count()),
+                    cfg.segment_seconds
+                );
+                let mut over = false;
+                if let Some(song) = song {
+                    let peak = self.predict(cfg, song, settings.batch, fused);
+                    line.push_str(&format!(" · peak {}", format_bytes(peak)));
+                    over = peak > budget;
+                }
+                ui.label(RichText::new(line).small());
+                if over {
+                    ui.label(
+                        RichText::new(format!(
+                            "   Warning: over the {} budget",
+                            format_bytes(budget)
+                        ))
+                        .small()
+                        .color(Color32::from_rgb(240, 170, 60)),
+                    );
+                }
+            }
+        }
+        if ui.button("Import config + checkpoint…").clicked() {
+            commands.push(Command::ImportCustom);
+        }
+        ui.separator();
+        ui.heading("Device");
+        let mut device = settings.device;
+        egui::ComboBox::from_label("device")
+            .selected_text(device_label(device))
+            .show_ui(ui, |ui| {
+                for d in [DeviceChoice::Auto, DeviceChoice::Gpu, DeviceChoice::Cpu] {
+                    ui.selectable_value(&mut device, d, device_label(d));
+                }
+            });
+        if device != settings.device {
+            commands.push(Command::SetDevice(device));
+        }
+        for d in &self.devices {
+            let total = d
+                .total_bytes
+                .map(|b| format!(" · {}", format_bytes(b)))
+                .unwrap_or_default();
+            let soft = if d.hardware { "" } else { " (software)" };
+            ui.label(RichText::new(format!("{}{soft}{total}", d.name)).small());
+        }
+    }
+}
+
+fn device_label(d: DeviceChoice) -> &'static str {
+    match d {
+        DeviceChoice::Auto => "Auto (GPU if present)",
+        DeviceChoice::Gpu => "GPU (wgpu)",
+        DeviceChoice::Cpu => "CPU",
+    }
+}
+
+/// `1_390_000` → `1.39 M`.
+pub fn human(n: usize) -> String {
+    if n >= 1_000_000 {
+        format!("{:.2} M", n as f64 / 1e6)
+    } else {
+        format!("{:.1} k", n as f64 / 1e3)
+    }
+}
+
+/// Asks for a checkpoint file.
+pub fn pick_checkpoint() -> Option<PathBuf> {
+    rfd::FileDialog::new()
+        .set_title("Choose a checkpoint")
+        .add_filter("checkpoint", &["safetensors", "pth", "pt"])
+        .pick_file()
+}
+
+/// Asks for a model config file.
+pub fn pick_config() -> Option<PathBuf> {
+    rfd::FileDialog::new()
+        .set_title("Choose a model config")
+        .add_filter("config", &["toml", "json", "yaml", "yml"])
+        .pick_file()
+}

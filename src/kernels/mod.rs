@@ -1,0 +1,2 @@
+//! Backend extensions: fused attention.
+pub mod attention;

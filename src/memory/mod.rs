@@ -1,0 +1,4 @@
+//! Device-memory accounting: the analytic planner (predict the peak before anything runs).
+
+pub mod planner;
+pub mod sampler;

@@ -1,0 +1,725 @@
+//! Model configuration: one resolved [`ModelConfig`] with no `Option`s, read from our preset
+//! TOML files or imported from the three on-disk formats of the reference world:
+//!
+//! - the reference's keyword-argument JSON (`TFLocoformerSeparator(**config)` or
+//!   `TFLocoformerMSS(**config)`, as in the fixtures' `config.json`);
+//! - the music fork's YAML (`model:` section, plus `dataset.segment_length`/`sample_rate`);
+//! - ESPnet's training YAML (`separator_conf`, with `encoder_conf` for the STFT).
+//!
+//! Every importer goes through [`RawConfig`], a serde mirror of the reference keyword arguments
+//! whose defaults are the reference constructor's defaults (`tflocoformer_separator.py`,
+//! `TFLocoformerSeparator.__init__`), and then through [`RawConfig::resolve`], the single place
+//! that validates.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors raised while reading or validating a model configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// File that failed.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML/JSON/YAML or misses required parts.
+    #[error("cannot parse config {path}: {detail}")]
+    Parse {
+        /// File that failed.
+        path: String,
+        /// What the parser said.
+        detail: String,
+    },
+    /// A value is out of the range the model supports.
+    #[error("invalid model config: {0}")]
+    Invalid(String),
+    /// No preset of that name exists.
+    #[error("unknown preset `{name}`; available presets: {available}")]
+    UnknownPreset {
+        /// The requested name.
+        name: String,
+        /// Comma-separated list of known presets.
+        available: String,
+    },
+}
+
+/// Order of the two paths inside a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TfOrder {
+    /// Frequency path (attention over F) first, then time path — the reference default `"ft"`.
+    #[serde(rename = "ft")]
+    FreqTime,
+    /// Time path first, then frequency path (`"tf"`).
+    #[serde(rename = "tf")]
+    TimeFreq,
+}
+
+/// Waveform normalisation around the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputNorm {
+    /// The fork: the waveform goes straight into the STFT.
+    None,
+    /// ESPnet recipes: divide by the mixture's standard deviation, multiply the outputs back.
+    Std,
+}
+
+/// Positional encoding of the attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PosEnc {
+    /// Interleaved rotary embedding (`rotary-embedding-torch`), the reference default.
+    Rope,
+    /// No positional encoding (the fork's `pos_enc: nope`).
+    Nope,
+}
+
+/// Fully resolved configuration of a TF-Locoformer and of how it is run on audio.
+///
+/// Field names follow the reference keyword arguments; renamed ones say `original:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Preset or file name, for display.
+    pub name: String,
+    /// Audio sample rate the model was trained at (Hz).
+    pub sample_rate: u32,
+    /// STFT size (window = n_fft).
+    pub n_fft: usize,
+    /// STFT hop.
+    pub hop_length: usize,
+    /// Names of the separated sources, in output order. original: `n_sources` / `num_spk`.
+    pub sources: Vec<String>,
+    /// Number of TF-Locoformer blocks.
+    pub n_layers: usize,
+    /// Channel width C.
+    pub emb_dim: usize,
+    /// Attention width A (= heads × head dim).
+    pub attention_dim: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// Groups of RMSGroupNorm.
+    pub num_groups: usize,
+    /// FFN hidden widths; index 0 is the FFN **after** attention, index 1 (macaron) the one
+    /// **before** — the reference's (reversed) list order.
+    pub ffn_hidden_dim: Vec<usize>,
+    /// Conv1d kernel K of the ConvSwiGLU FFN.
+    pub conv1d_kernel: usize,
+    /// Conv1d stride of the ConvSwiGLU FFN.
+    pub conv1d_shift: usize,
+    /// Order of the two paths.
+    pub tf_order: TfOrder,
+    /// RMSGroupNorm / GroupNorm epsilon.
+    pub eps: f64,
+    /// Dropout probability (training only).
+    pub dropout: f64,
+    /// Positional encoding.
+    pub pos_enc: PosEnc,
+    /// 1: a mono network run on each channel (fork-compatible); 2: joint stereo.
+    pub audio_channels: usize,
+    /// Waveform normalisation.
+    pub input_norm: InputNorm,
+    /// Default segment length for chunked separation, in seconds.
+    pub segment_seconds: f64,
+}
+
+impl ModelConfig {
+    /// Number of frequency bins F = n_fft/2 + 1.
+    pub fn n_freqs(&self) -> usize {
+        self.n_fft / 2 + 1
+    }
+
+    /// Number of STFT frames T for `samples` samples (center padding).
+    pub fn n_frames(&self, samples: usize) -> usize {
+        1 + samples / self.hop_length
+    }
+
+    /// Number of separated sources S.
+    pub fn n_sources(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Head dimension d = A / heads.
+    pub fn head_dim(&self) -> usize {
+        self.attention_dim / self.n_heads
+    }
+
+    /// Default segment length in samples.
+    pub fn segment_samples(&self) -> usize {
+        (self.segment_seconds * self.sample_rate as f64).round() as usize
+    }
+
+    /// Number of trainable parameters (excluding the RoPE frequency buffers).
+    pub fn param_count(&self) -> usize {
+        let (c, a, k) = (self.emb_dim, self.attention_dim, self.conv1d_kernel);
+        let ac = self.audio_channels;
+        let s = self.n_sources();
+        let ffn: usize = self
+            .ffn_hidden_dim
+            .iter()
+            .map(|&h| c * 2 * h * k + 2 * h + h * c * k + c + c)
+            .sum();
+        let path = ffn + c + 3 * a * c + c * a;
+        let enc = 2 * ac * c * 9 + c + 2 * c;
+        let dec = c * 2 * s * ac * 9 + 2 * s * ac;
+        enc + self.n_layers * 2 * path + dec
+    }
+
+    /// The dimensions the memory planner needs.
+    pub fn plan_model(&self) -> crate::memory::planner::PlanModel {
+        let h0 = self.ffn_hidden_dim.first().copied().unwrap_or(0);
+        let h1 = self.ffn_hidden_dim.get(1).copied().unwrap_or(0);
+        crate::memory::planner::PlanModel {
+            n_fft: self.n_fft,
+            hop: self.hop_length,
+            n_layers: self.n_layers,
+            emb_dim: self.emb_dim,
+            attention_dim: self.attention_dim,
+            n_heads: self.n_heads,
+            num_groups: self.num_groups,
+            ffn_hidden: [h0, h1],
+            kernel: self.conv1d_kernel,
+            n_sources: self.n_sources(),
+            audio_channels: self.audio_channels,
+            sample_rate: self.sample_rate,
+            segment_samples: self.segment_samples(),
+        }
+    }
+
+    /// The config as the reference's keyword-argument JSON (`TFLocoformerMSS(**config)`
+    /// accepts the model keys; the extra audio keys are ours), readable by [`Self::from_file`].
+    pub fn to_reference_json(&self) -> String {
+        let mut hidden = self.ffn_hidden_dim.clone();
+        // Back to the reference's list order (see `RawConfig::resolve`).
+        hidden.reverse();
+        let v = serde_json::json!({
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "n_sources": self.n_sources(),
+            "sources": self.sources,
+            "n_layers": self.n_layers,
+            "emb_dim": self.emb_dim,
+            "norm_type": "rmsgroupnorm",
+            "num_groups": self.num_groups,
+            "tf_order": self.tf_order,
+            "n_heads": self.n_heads,
+            "flash_attention": false,
+            "attention_dim": self.attention_dim,
+            "pos_enc": self.pos_enc,
+            "ffn_type": vec!["swiglu_conv1d"; hidden.len()],
+            "ffn_hidden_dim": hidden,
+            "conv1d_kernel": self.conv1d_kernel,
+            "conv1d_shift": self.conv1d_shift,
+            "dropout": self.dropout,
+            "eps": self.eps,
+            "audio_channels": self.audio_channels,
+            "input_norm": self.input_norm,
+            "sample_rate": self.sample_rate,
+            "segment_seconds": self.segment_seconds,
+        });
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    }
+
+    /// Checks every invariant the network relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.n_fft < 4 || self.n_fft % 2 != 0 {
+            return bad(format!(
+                "n_fft must be an even number ≥ 4, got {}",
+                self.n_fft
+            ));
+        }
+        if self.hop_length == 0 || self.hop_length > self.n_fft {
+            return bad(format!(
+                "hop_length must be in 1..=n_fft ({}), got {}",
+                self.n_fft, self.hop_length
+            ));
+        }
+        if self.sources.is_empty() {
+            return bad("at least one source is needed".into());
+        }
+        if self.n_heads == 0 || self.attention_dim % self.n_heads != 0 {
+            return bad(format!(
+                "attention_dim ({}) must be a multiple of n_heads ({})",
+                self.attention_dim, self.n_heads
+            ));
+        }
+        if self.head_dim() % 2 != 0 && self.pos_enc == PosEnc::Rope {
+            return bad(format!(
+                "RoPE needs an even head dimension, got {}",
+                self.head_dim()
+            ));
+        }
+        if self.num_groups == 0 || self.emb_dim % self.num_groups != 0 {
+            return bad(format!(
+                "emb_dim ({}) must be a multiple of num_groups ({})",
+                self.emb_dim, self.num_groups
+            ));
+        }
+        if self.ffn_hidden_dim.is_empty() || self.ffn_hidden_dim.len() > 2 {
+            return bad("ffn_hidden_dim must have one or two entries".into());
+        }
+        if self.conv1d_kernel == 0
+            || self.conv1d_shift == 0
+            || self.conv1d_shift > self.conv1d_kernel
+        {
+            return bad(format!(
+                "conv1d_kernel ({}) and conv1d_shift ({}) must satisfy 1 ≤ shift ≤ kernel",
+                self.conv1d_kernel, self.conv1d_shift
+            ));
+        }
+        if !(1..=2).contains(&self.audio_channels) {
+            return bad(format!(
+                "audio_channels must be 1 or 2, got {}",
+                self.audio_channels
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if self.segment_seconds <= 0.0 || !self.segment_seconds.is_finite() {
+            return bad(format!(
+                "segment must be > 0 s, got {}",
+                self.segment_seconds
+            ));
+        }
+        if self.sample_rate < 8000 {
+            return bad(format!(
+                "sample_rate must be ≥ 8000 Hz, got {}",
+                self.sample_rate
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads a config from any supported file: `.toml` (our presets), `.json` (reference
+    /// keyword arguments) or `.yaml`/`.yml` (the fork's `model:` section or ESPnet's
+    /// `separator_conf`).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "custom".into());
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let parse_err = |detail: String| ConfigError::Parse {
+            path: path.display().to_string(),
+            detail,
+        };
+        match ext.as_str() {
+            "toml" => Self::from_toml_str(&text, &name).map_err(|e| match e {
+                ConfigError::Parse { detail, .. } => parse_err(detail),
+                other => other,
+            }),
+            "json" => Self::from_json_str(&text, &name).map_err(|e| match e {
+                ConfigError::Parse { detail, .. } => parse_err(detail),
+                other => other,
+            }),
+            "yaml" | "yml" => Self::from_yaml_str(&text, &name).map_err(|e| match e {
+                ConfigError::Parse { detail, .. } => parse_err(detail),
+                other => other,
+            }),
+            other => Err(parse_err(format!(
+                "unknown config extension `.{other}`; use .toml (locosep preset), .json (reference \
+                 keyword arguments) or .yaml (fork or ESPnet training config)"
+            ))),
+        }
+    }
+
+    /// Parses one of our preset TOML files.
+    pub fn from_toml_str(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let preset: PresetFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: name.into(),
+            detail: e.to_string(),
+        })?;
+        preset.resolve(name)
+    }
+
+    /// Parses the reference's keyword-argument JSON.
+    pub fn from_json_str(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+            path: name.into(),
+            detail: e.to_string(),
+        })?;
+        raw.resolve(name)
+    }
+
+    /// Parses a YAML training config: the fork's (`model:` + `dataset:`) or ESPnet's
+    /// (`separator_conf:` + `encoder_conf:`). A bare mapping of keyword arguments also works.
+    pub fn from_yaml_str(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let perr = |detail: String| ConfigError::Parse {
+            path: name.into(),
+            detail,
+        };
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| perr(e.to_string()))?;
+        let get = |k: &str| doc.get(k).cloned();
+        let (mut raw, is_espnet): (RawConfig, bool) = if let Some(model) = get("model") {
+            (
+                serde_yaml::from_value(model).map_err(|e| perr(format!("model: {e}")))?,
+                false,
+            )
+        } else if let Some(sep) = get("separator_conf") {
+            (
+                serde_yaml::from_value(sep).map_err(|e| perr(format!("separator_conf: {e}")))?,
+                true,
+            )
+        } else {
+            (
+                serde_yaml::from_value(doc.clone()).map_err(|e| perr(e.to_string()))?,
+                false,
+            )
+        };
+        if let Some(ds) = get("dataset") {
+            if let Some(sr) = ds.get("sample_rate").and_then(|v| v.as_u64()) {
+                raw.sample_rate = Some(sr as u32);
+            }
+            if let Some(seg) = ds.get("segment_length").and_then(|v| v.as_u64()) {
+                let sr = raw.sample_rate.unwrap_or(44_100) as f64;
+                raw.segment_seconds = Some(seg as f64 / sr);
+            }
+        }
+        if is_espnet {
+            if let Some(enc) = get("encoder_conf") {
+                if let Some(n) = enc.get("n_fft").and_then(|v| v.as_u64()) {
+                    raw.n_fft = Some(n as usize);
+                }
+                if let Some(h) = enc.get("hop_length").and_then(|v| v.as_u64()) {
+                    raw.hop_length = Some(h as usize);
+                }
+            }
+            if let Some(fs) = get("fs").and_then(|v| v.as_u64()) {
+                raw.sample_rate = Some(fs as u32);
+            }
+            // ESPnet enhancement recipes normalise the mixture by its standard deviation.
+            raw.input_norm.get_or_insert(InputNorm::Std);
+        }
+        raw.resolve(name)
+    }
+}
+
+/// A value that may be given as a scalar or a two-element list (the reference accepts both
+/// for `ffn_type` / `ffn_hidden_dim`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrList<T> {
+    One(T),
+    List(Vec<T>),
+}
+
+impl<T: Clone> OneOrList<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrList::One(x) => vec![x],
+            OneOrList::List(v) => v,
+        }
+    }
+}
+
+/// Serde mirror of the reference keyword arguments; missing keys take the reference's
+/// constructor defaults. Unknown keys are ignored (training-only options, `input_dim`, …).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawConfig {
+    n_fft: Option<usize>,
+    hop_length: Option<usize>,
+    n_sources: Option<usize>,
+    num_spk: Option<usize>,
+    sources: Option<Vec<String>>,
+    n_layers: Option<usize>,
+    emb_dim: Option<usize>,
+    norm_type: Option<String>,
+    num_groups: Option<usize>,
+    tf_order: Option<TfOrder>,
+    n_heads: Option<usize>,
+    attention_dim: Option<usize>,
+    pos_enc: Option<PosEnc>,
+    ffn_type: Option<OneOrList<String>>,
+    ffn_hidden_dim: Option<OneOrList<usize>>,
+    conv1d_kernel: Option<usize>,
+    conv1d_shift: Option<usize>,
+    dropout: Option<f64>,
+    eps: Option<f64>,
+    audio_channels: Option<usize>,
+    input_norm: Option<InputNorm>,
+    sample_rate: Option<u32>,
+    segment_seconds: Option<f64>,
+}
+
+/// Default source names for `n` outputs: the MUSDB order for 4, `spk1..` otherwise.
+fn default_sources(n: usize) -> Vec<String> {
+    if n == 4 {
+        ["vocals", "drums", "bass", "other"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        (1..=n).map(|i| format!("spk{i}")).collect()
+    }
+}
+
+impl RawConfig {
+    /// Applies the reference defaults and validates.
+    pub fn resolve(self, name: &str) -> Result<ModelConfig, ConfigError> {
+        if let Some(norm) = &self.norm_type {
+            if norm != "rmsgroupnorm" {
+                return Err(ConfigError::Invalid(format!(
+                    "norm_type `{norm}` is not supported; locosep implements `rmsgroupnorm`"
+                )));
+            }
+        }
+        let ffn_types = self
+            .ffn_type
+            .map(OneOrList::into_vec)
+            .unwrap_or_else(|| vec!["swiglu_conv1d".into()]);
+        if let Some(bad) = ffn_types.iter().find(|t| t.as_str() != "swiglu_conv1d") {
+            return Err(ConfigError::Invalid(format!(
+                "ffn_type `{bad}` is not supported; locosep implements `swiglu_conv1d`"
+            )));
+        }
+        let mut ffn_hidden = self
+            .ffn_hidden_dim
+            .map(OneOrList::into_vec)
+            .unwrap_or_else(|| vec![384]);
+        if ffn_hidden.len() != ffn_types.len() {
+            if ffn_hidden.len() == 1 {
+                ffn_hidden = vec![ffn_hidden[0]; ffn_types.len()];
+            } else {
+                return Err(ConfigError::Invalid(format!(
+                    "ffn_type has {} entries but ffn_hidden_dim has {}",
+                    ffn_types.len(),
+                    ffn_hidden.len()
+                )));
+            }
+        }
+        // The reference builds its FFN list reversed: `zip(ffn_type[::-1], ffn_hidden_dim[::-1])`,
+        // so module index 0 (after attention) is the LAST list entry.
+        ffn_hidden.reverse();
+        let n_out = self.n_sources.or(self.num_spk).unwrap_or(4);
+        let sources = match self.sources {
+            Some(s) if s.len() == n_out || self.n_sources.is_none() && self.num_spk.is_none() => s,
+            Some(s) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{} source names given for {} outputs",
+                    s.len(),
+                    n_out
+                )));
+            }
+            None => default_sources(n_out),
+        };
+        let cfg = ModelConfig {
+            name: name.to_string(),
+            sample_rate: self.sample_rate.unwrap_or(44_100),
+            n_fft: self.n_fft.unwrap_or(2048),
+            hop_length: self.hop_length.unwrap_or(512),
+            sources,
+            n_layers: self.n_layers.unwrap_or(6),
+            emb_dim: self.emb_dim.unwrap_or(128),
+            attention_dim: self.attention_dim.unwrap_or(128),
+            n_heads: self.n_heads.unwrap_or(4),
+            num_groups: self.num_groups.unwrap_or(4),
+            ffn_hidden_dim: ffn_hidden,
+            conv1d_kernel: self.conv1d_kernel.unwrap_or(4),
+            conv1d_shift: self.conv1d_shift.unwrap_or(1),
+            tf_order: self.tf_order.unwrap_or(TfOrder::FreqTime),
+            eps: self.eps.unwrap_or(1e-5),
+            dropout: self.dropout.unwrap_or(0.0),
+            pos_enc: self.pos_enc.unwrap_or(PosEnc::Rope),
+            audio_channels: self.audio_channels.unwrap_or(1),
+            input_norm: self.input_norm.unwrap_or(InputNorm::None),
+            segment_seconds: self.segment_seconds.unwrap_or(3.0),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// On-disk layout of a preset in `configs/*.toml`.
+///
+/// ```toml
+/// description = "…"
+/// [model]      # reference keyword arguments (n_fft, hop_length, n_layers, …)
+/// [audio]      # sample_rate, segment_seconds, audio_channels, input_norm
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+pub struct PresetFile {
+    /// One-line description shown by `locosep presets`.
+    #[serde(default)]
+    pub description: String,
+    model: RawConfig,
+    #[serde(default)]
+    audio: AudioSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct AudioSection {
+    sample_rate: Option<u32>,
+    segment_seconds: Option<f64>,
+    audio_channels: Option<usize>,
+    input_norm: Option<InputNorm>,
+}
+
+impl PresetFile {
+    fn resolve(self, name: &str) -> Result<ModelConfig, ConfigError> {
+        let mut raw = self.model;
+        raw.sample_rate = self.audio.sample_rate.or(raw.sample_rate);
+        raw.segment_seconds = self.audio.segment_seconds.or(raw.segment_seconds);
+        raw.audio_channels = self.audio.audio_channels.or(raw.audio_channels);
+        raw.input_norm = self.audio.input_norm.or(raw.input_norm);
+        raw.resolve(name)
+    }
+}
+
+/// A preset: name, description and resolved config.
+#[derive(Debug, Clone)]
+pub struct Preset {
+    /// File stem, e.g. `small`.
+    pub name: String,
+    /// One-line description.
+    pub description: String,
+    /// The resolved model config.
+    pub config: ModelConfig,
+}
+
+/// The presets compiled into the binary (`configs/*.toml`), in display order.
+pub const BUILTIN_PRESETS: &[(&str, &str)] = &[
+    ("demo", include_str!("../../configs/demo.toml")),
+    ("small", include_str!("../../configs/small.toml")),
+    ("ultra-safe", include_str!("../../configs/ultra-safe.toml")),
+    (
+        "memory-optimized",
+        include_str!("../../configs/memory-optimized.toml"),
+    ),
+    ("balanced", include_str!("../../configs/balanced.toml")),
+    ("xlarge", include_str!("../../configs/xlarge.toml")),
+];
+
+/// All built-in presets, parsed. A preset file that fails to parse is a build bug, caught by
+/// the tests below.
+pub fn builtin_presets() -> Vec<Preset> {
+    BUILTIN_PRESETS
+        .iter()
+        .filter_map(|(name, text)| {
+            let file: PresetFile = toml::from_str(text).ok()?;
+            let description = file.description.clone();
+            let config = file.resolve(name).ok()?;
+            Some(Preset {
+                name: name.to_string(),
+                description,
+                config,
+            })
+        })
+        .collect()
+}
+
+/// Looks a preset up by name (case-insensitive, `_` and `-` equivalent).
+pub fn preset(name: &str) -> Result<Preset, ConfigError> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('_', "-");
+    let want = norm(name);
+    builtin_presets()
+        .into_iter()
+        .find(|p| norm(&p.name) == want)
+        .ok_or_else(|| ConfigError::UnknownPreset {
+            name: name.to_string(),
+            available: BUILTIN_PRESETS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_preset_parses() {
+        for (name, text) in BUILTIN_PRESETS {
+            ModelConfig::from_toml_str(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert_eq!(builtin_presets().len(), BUILTIN_PRESETS.len());
+    }
+
+    #[test]
+    fn preset_param_counts_match_architecture_table() {
+        // ARCHITECTURE.md table (mono).
+        let want = [
+            ("small", 1.39e6),
+            ("ultra-safe", 7.40e6),
+            ("memory-optimized", 19.7e6),
+            ("balanced", 59.1e6),
+            ("xlarge", 157e6),
+        ];
+        for (name, n) in want {
+            let got = preset(name).unwrap().config.param_count() as f64;
+            assert!((got - n).abs() / n < 0.005, "{name}: {got} vs {n}");
+        }
+    }
+
+    #[test]
+    fn fixture_json_configs_import() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tflocoformer");
+        let mss = ModelConfig::from_file(&root.join("mss-tiny/config.json")).unwrap();
+        assert_eq!(
+            (mss.n_fft, mss.hop_length, mss.emb_dim, mss.n_heads),
+            (256, 64, 16, 2)
+        );
+        assert_eq!(mss.sources, vec!["vocals", "drums", "bass", "other"]);
+        let sep = ModelConfig::from_file(&root.join("tiny-separator/config.json")).unwrap();
+        assert_eq!(sep.n_sources(), 2);
+        assert_eq!(sep.ffn_hidden_dim, vec![48, 48]);
+    }
+
+    #[test]
+    fn fork_yaml_and_espnet_yaml_import() {
+        let fork = "dataset:\n  sample_rate: 44100\n  segment_length: 88200\nmodel:\n  n_fft: 1024\n  \
+                    hop_length: 256\n  n_sources: 4\n  n_layers: 3\n  emb_dim: 48\n  norm_type: \
+                    rmsgroupnorm\n  num_groups: 4\n  tf_order: ft\n  n_heads: 4\n  attention_dim: 48\n  \
+                    pos_enc: rope\n  ffn_type:\n    - swiglu_conv1d\n    - swiglu_conv1d\n  \
+                    ffn_hidden_dim:\n    - 192\n    - 192\n  conv1d_kernel: 4\n  conv1d_shift: 1\n  \
+                    dropout: 0.1\n  eps: 1.0e-5\n";
+        let c = ModelConfig::from_yaml_str(fork, "fork").unwrap();
+        assert_eq!(c.segment_seconds, 2.0);
+        assert_eq!(
+            c.param_count(),
+            preset("small").unwrap().config.param_count()
+        );
+        let espnet = "num_spk: &num_spk 2\nencoder: stft\nencoder_conf:\n  n_fft: 256\n  hop_length: 128\n\
+                      separator: tflocoformer\nseparator_conf:\n  num_spk: *num_spk\n  n_layers: 4\n  \
+                      emb_dim: 96\n  ffn_type:\n    - swiglu_conv1d\n    - swiglu_conv1d\n  \
+                      ffn_hidden_dim:\n    - 128\n    - 128\n  conv1d_kernel: 8\n";
+        let e = ModelConfig::from_yaml_str(espnet, "espnet").unwrap();
+        assert_eq!(
+            (e.n_fft, e.hop_length, e.n_sources(), e.conv1d_kernel),
+            (256, 128, 2, 8)
+        );
+        assert_eq!(e.attention_dim, 128, "reference default");
+        assert_eq!(e.input_norm, InputNorm::Std);
+    }
+
+    #[test]
+    fn reference_json_round_trips() {
+        for p in builtin_presets() {
+            let back = ModelConfig::from_json_str(&p.config.to_reference_json(), &p.name).unwrap();
+            assert_eq!(back, p.config);
+        }
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let err =
+            ModelConfig::from_json_str(r#"{"emb_dim": 30, "num_groups": 4}"#, "x").unwrap_err();
+        assert!(err.to_string().contains("multiple of num_groups"), "{err}");
+        let err = ModelConfig::from_json_str(r#"{"norm_type": "layernorm"}"#, "x").unwrap_err();
+        assert!(err.to_string().contains("layernorm"), "{err}");
+        let err = preset("nope").unwrap_err();
+        assert!(err.to_string().contains("small"), "{err}");
+    }
+}

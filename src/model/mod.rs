@@ -1,0 +1,13 @@
+//! TF-Locoformer in burn: configuration, layers, network, checkpoint loading.
+//!
+//! Runs on any burn [`Device`](burn::tensor::Device) (wgpu, flex, with or without autodiff).
+
+pub mod config;
+pub mod layers;
+pub mod loader;
+pub mod network;
+pub mod pth;
+pub mod state_dict;
+
+pub use config::{ModelConfig, Preset};
+pub use network::{ForwardOptions, TfLocoformer};

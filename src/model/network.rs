@@ -1,0 +1,303 @@
+//! The TF-Locoformer network: encoder, L dual-path blocks, decoder.
+//! Mirrors `TFLocoformerSeparator` / `TFLocoformerMSS` (encoder `conv`, `blocks`, `deconv`).
+//!
+//! Between blocks the activation is kept channel-last `[B, T, F, C]`, so each path only needs
+//! a reshape (frequency path) or one swap of T and F (time path); the reference's
+//! `[B, C, T, F]` layout is produced only at the encoder/decoder and for golden taps.
+
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+use burn::tensor::module::{conv_transpose2d, conv2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+use super::config::{ModelConfig, TfOrder};
+use super::layers::{ConvSwiGlu, Mhsa, RmsGroupNorm};
+
+/// Run-time options of a forward pass that do not change its result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardOptions {
+    /// Upper bound on the bytes of any one large intermediate of a path (attention scores on
+    /// non-fused backends, FFN hidden activations): the N sequences of a path are processed in
+    /// sub-batches sized so that each stays under it. `None`: one batch.
+    pub max_chunk_bytes: Option<usize>,
+    /// Whether attention runs fused (no score tensor); set by the caller from the device.
+    pub fused_attention: bool,
+}
+
+/// One path (frequency or time) of a block: macaron FFN, attention, FFN, each pre-normed with a
+/// residual. original: `LocoformerBlock`.
+#[derive(Module, Debug)]
+pub struct LocoPath {
+    /// FFN before attention and its norm (reference index 1); absent for non-macaron configs.
+    pub ffn_pre: Option<(RmsGroupNorm, ConvSwiGlu)>,
+    /// Norm before attention.
+    pub attn_norm: RmsGroupNorm,
+    /// Attention.
+    pub attn: Mhsa,
+    /// Norm of the FFN after attention (reference index 0).
+    pub ffn_post_norm: RmsGroupNorm,
+    /// FFN after attention (reference index 0).
+    pub ffn_post: ConvSwiGlu,
+    #[module(skip)]
+    row_bytes: [usize; 2],
+}
+
+impl LocoPath {
+    /// Assembles a path from its parts.
+    pub fn new(
+        ffn_pre: Option<(RmsGroupNorm, ConvSwiGlu)>,
+        attn_norm: RmsGroupNorm,
+        attn: Mhsa,
+        ffn_post_norm: RmsGroupNorm,
+        ffn_post: ConvSwiGlu,
+        cfg: &ModelConfig,
+    ) -> Self {
+        // Bytes per sequence per element of L for the largest intermediates: FFN hidden
+        // (2H channels) and, on non-fused backends, the attention scores (heads × L per row).
+        let h = cfg.ffn_hidden_dim.iter().copied().max().unwrap_or(0);
+        Self {
+            ffn_pre,
+            attn_norm,
+            attn,
+            ffn_post_norm,
+            ffn_post,
+            row_bytes: [4 * (2 * h + 3 * cfg.attention_dim), 4 * cfg.n_heads],
+        }
+    }
+
+    /// Bytes of the largest intermediate for one sequence of length `l`.
+    fn bytes_per_sequence(&self, l: usize, fused: bool) -> usize {
+        let ffn = self.row_bytes[0] * (l + 8);
+        let scores = if fused {
+            0
+        } else {
+            2 * self.row_bytes[1] * l * l
+        };
+        ffn.max(scores).max(1)
+    }
+
+    /// Applies the path to N independent sequences, in sub-batches when asked to.
+    ///
+    /// # Shapes
+    /// - x: `[N, L, C]`
+    /// - output: `[N, L, C]`
+    pub fn forward(&self, x: Tensor<3>, opts: ForwardOptions) -> Tensor<3> {
+        let [n, l, _] = x.dims();
+        let rows = match opts.max_chunk_bytes {
+            Some(cap) => (cap / self.bytes_per_sequence(l, opts.fused_attention)).clamp(1, n),
+            None => n,
+        };
+        if rows >= n {
+            return self.forward_rows(x, opts);
+        }
+        let parts: Vec<_> = x
+            .split(rows, 0)
+            .into_iter()
+            .map(|part| self.forward_rows(part, opts))
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+
+    fn forward_rows(&self, x: Tensor<3>, opts: ForwardOptions) -> Tensor<3> {
+        let mut x = x;
+        if let Some((norm, ffn)) = &self.ffn_pre {
+            // No ½ factor: the reference removed it (see its comment), and its weights assume so.
+            x = x.clone() + ffn.forward(norm.forward(x));
+        }
+        let score_cap = if opts.fused_attention {
+            None
+        } else {
+            opts.max_chunk_bytes
+        };
+        x = x.clone() + self.attn.forward(self.attn_norm.forward(x), score_cap);
+        x.clone() + self.ffn_post.forward(self.ffn_post_norm.forward(x))
+    }
+}
+
+/// One TF-Locoformer block: a frequency path (attention over F, batch B·T) and a time path
+/// (attention over T, batch B·F). original: `TFLocoformerBlock`.
+#[derive(Module, Debug)]
+pub struct LocoBlock {
+    /// Frequency path. original: `freq_path`.
+    pub freq_path: LocoPath,
+    /// Time path. original: `frame_path`.
+    pub frame_path: LocoPath,
+    #[module(skip)]
+    order: TfOrder,
+}
+
+/// Intermediate outputs of a forward, in the reference's `[B, C, T, F]` layout, named like the
+/// golden fixtures (`encoder.out`, `block.0.freq_path.out`, …).
+pub type Taps = Vec<(String, Tensor<4>)>;
+
+fn to_bctf(x: &Tensor<4>) -> Tensor<4> {
+    x.clone().permute([0, 3, 1, 2])
+}
+
+impl LocoBlock {
+    /// Builds a block.
+    pub fn new(freq_path: LocoPath, frame_path: LocoPath, order: TfOrder) -> Self {
+        Self {
+            freq_path,
+            frame_path,
+            order,
+        }
+    }
+
+    fn freq(&self, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
+        let [b, t, f, c] = x.dims();
+        self.freq_path
+            .forward(x.reshape([b * t, f, c]), opts)
+            .reshape([b, t, f, c])
+    }
+
+    fn time(&self, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
+        let [b, t, f, c] = x.dims();
+        let y = x.swap_dims(1, 2).reshape([b * f, t, c]);
+        self.frame_path
+            .forward(y, opts)
+            .reshape([b, f, t, c])
+            .swap_dims(1, 2)
+    }
+
+    /// Applies both paths in the configured order.
+    ///
+    /// # Shapes
+    /// - x: `[B, T, F, C]`
+    /// - output: `[B, T, F, C]`
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        opts: ForwardOptions,
+        taps: Option<(&mut Taps, usize)>,
+    ) -> Tensor<4> {
+        let (first, second) = match self.order {
+            TfOrder::FreqTime => ("freq_path", "frame_path"),
+            TfOrder::TimeFreq => ("frame_path", "freq_path"),
+        };
+        let run = |name: &str, x: Tensor<4>| {
+            if name == "freq_path" {
+                self.freq(x, opts)
+            } else {
+                self.time(x, opts)
+            }
+        };
+        let y = run(first, x);
+        match taps {
+            Some((taps, i)) => {
+                taps.push((format!("block.{i}.{first}.out"), to_bctf(&y)));
+                let z = run(second, y);
+                taps.push((format!("block.{i}.{second}.out"), to_bctf(&z)));
+                taps.push((format!("block.{i}.out"), to_bctf(&z)));
+                z
+            }
+            None => run(second, y),
+        }
+    }
+}
+
+/// The whole network on complex spectra. original: `TFLocoformerSeparator` (without the
+/// STFT) / the network part of `TFLocoformerMSS`.
+#[derive(Module, Debug)]
+pub struct TfLocoformer {
+    /// Encoder Conv2d weight `[C, 2·ac, 3, 3]`. original: `conv.0.weight`.
+    pub enc_w: Param<Tensor<4>>,
+    /// Encoder Conv2d bias `[C]`. original: `conv.0.bias`.
+    pub enc_b: Param<Tensor<1>>,
+    /// Encoder GroupNorm(1 group) weight `[C]`. original: `conv.1.weight`.
+    pub gn_w: Param<Tensor<1>>,
+    /// Encoder GroupNorm bias `[C]`. original: `conv.1.bias`.
+    pub gn_b: Param<Tensor<1>>,
+    /// The blocks.
+    pub blocks: Vec<LocoBlock>,
+    /// Decoder ConvTranspose2d weight `[C, 2·S·ac, 3, 3]`. original: `deconv.weight`.
+    pub dec_w: Param<Tensor<4>>,
+    /// Decoder bias `[2·S·ac]`. original: `deconv.bias`.
+    pub dec_b: Param<Tensor<1>>,
+    #[module(skip)]
+    eps: f64,
+}
+
+impl TfLocoformer {
+    /// Assembles the network (see `loader.rs` for building it from a checkpoint).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        enc_w: Param<Tensor<4>>,
+        enc_b: Param<Tensor<1>>,
+        gn_w: Param<Tensor<1>>,
+        gn_b: Param<Tensor<1>>,
+        blocks: Vec<LocoBlock>,
+        dec_w: Param<Tensor<4>>,
+        dec_b: Param<Tensor<1>>,
+        eps: f64,
+    ) -> Self {
+        Self {
+            enc_w,
+            enc_b,
+            gn_w,
+            gn_b,
+            blocks,
+            dec_w,
+            dec_b,
+            eps,
+        }
+    }
+
+    /// Maps input spectra to separated spectra.
+    ///
+    /// Channel layout: input `[re_0 … re_{ac−1}, im_0 … im_{ac−1}]` (ESPnet's multichannel
+    /// `cat((real, imag), dim=1)`); output channel `2·(s·ac + ch) + part` with part 0 = real,
+    /// 1 = imaginary, which for ac = 1 is the reference's `view(B, S, 2, T, F)`.
+    ///
+    /// # Shapes
+    /// - spec: `[B, 2·ac, T, F]`
+    /// - output: `[B, 2·S·ac, T, F]`
+    pub fn forward(&self, spec: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
+        self.forward_inner(spec, opts, None)
+    }
+
+    /// [`forward`](Self::forward) that also returns every golden tap.
+    ///
+    /// # Shapes
+    /// - spec: `[B, 2·ac, T, F]`
+    /// - output: `[B, 2·S·ac, T, F]`, taps `[B, C, T, F]`
+    pub fn forward_with_taps(&self, spec: Tensor<4>, opts: ForwardOptions) -> (Tensor<4>, Taps) {
+        let mut taps = Taps::new();
+        let out = self.forward_inner(spec, opts, Some(&mut taps));
+        (out, taps)
+    }
+
+    fn forward_inner(
+        &self,
+        spec: Tensor<4>,
+        opts: ForwardOptions,
+        mut taps: Option<&mut Taps>,
+    ) -> Tensor<4> {
+        let x = conv2d(
+            spec,
+            self.enc_w.val(),
+            Some(self.enc_b.val()),
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let [b, c, t, f] = x.dims();
+        // GroupNorm with one group: biased variance over all C·T·F values of an item.
+        let flat = x.reshape([b, c * t * f]);
+        let (var, mean) = flat.clone().var_mean_bias(1);
+        let x = ((flat - mean) / var.add_scalar(self.eps).sqrt()).reshape([b, c, t, f])
+            * self.gn_w.val().reshape([1, c, 1, 1])
+            + self.gn_b.val().reshape([1, c, 1, 1]);
+        if let Some(taps) = taps.as_deref_mut() {
+            taps.push(("encoder.out".into(), x.clone()));
+        }
+        let mut x = x.permute([0, 2, 3, 1]); // [B, T, F, C]
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, opts, taps.as_deref_mut().map(|t| (t, i)));
+        }
+        conv_transpose2d(
+            x.permute([0, 3, 1, 2]),
+            self.dec_w.val(),
+            Some(self.dec_b.val()),
+            ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
+        )
+    }
+}

@@ -1,0 +1,12 @@
+//! Training and evaluation: datasets (MUSDB18-HQ folders, own stems), augmentation, loss,
+//! the loop, and metrics over tracks.
+
+pub mod augment;
+pub mod curves;
+pub mod dataset;
+pub mod eval;
+pub mod loss;
+pub mod spectral;
+pub mod trainer;
+
+pub use trainer::{TrainConfig, TrainEvent, TrainState, train};

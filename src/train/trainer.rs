@@ -1,0 +1,564 @@
+//! The training loop: AdamW, gradient clipping and accumulation, optional activation
+//! checkpointing, reduce-on-plateau, deterministic seeding, validation SDR, checkpoints with
+//! keep-last-K and best-by-validation, exact resume, Ctrl-C saves and stops.
+//!
+//! Determinism: the batch of step `s`, micro-batch `m` is drawn from an RNG seeded with
+//! `(seed, s, m)`, and the device RNG (dropout) is reseeded the same way, so a run resumed
+//! at step `s` draws exactly what the uninterrupted run would have.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::augment::{AugmentConfig, augment};
+use super::dataset::{Example, Track, scan, split_by_track};
+use super::loss::{LossConfig, SeparationLoss};
+use super::spectral::DiffIstft;
+use crate::dsp::stft::Stft;
+use crate::model::config::ModelConfig;
+use crate::model::loader::{from_state_dict, init_state_dict, to_state_dict};
+use crate::model::network::{ForwardOptions, TfLocoformer};
+use crate::model::state_dict::{StateDict, load_state_dict, write_safetensors};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Dataset problem.
+    #[error(transparent)]
+    Data(#[from] super::dataset::DatasetError),
+    /// Checkpoint problem.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::model::state_dict::CheckpointError),
+    /// Config/weights mismatch.
+    #[error(transparent)]
+    Keys(#[from] crate::model::loader::KeyMismatch),
+    /// Engine problem during validation.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// No device for validation.
+    #[error(transparent)]
+    Device(#[from] crate::engine::device::DeviceError),
+    /// Files of the run.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Invalid setting.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let context = context.into();
+    move |source| TrainError::Io { context, source }
+}
+
+/// Everything a run needs; saved next to the checkpoints as `train.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Training data folder.
+    pub data: PathBuf,
+    /// Validation data folder (default: every 5th track of `data`, split by track).
+    pub valid: Option<PathBuf>,
+    /// Output folder for checkpoints, logs and curves.
+    pub out: PathBuf,
+    /// Checkpoint to start from (fine-tuning); None = fresh weights.
+    pub from: Option<PathBuf>,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Segments per micro-batch (each stereo segment gives two mono items for ac = 1).
+    pub batch: usize,
+    /// Micro-batches per optimizer step.
+    pub accumulate: usize,
+    /// Training segment length (s).
+    pub segment_seconds: f64,
+    /// Learning rate.
+    pub lr: f64,
+    /// AdamW β₁, β₂.
+    pub betas: (f32, f32),
+    /// AdamW weight decay.
+    pub weight_decay: f32,
+    /// AdamW ε.
+    pub adam_eps: f32,
+    /// Gradient-norm clip (0 = off).
+    pub grad_clip: f32,
+    /// Activation checkpointing (burn's strategy: recompute in backward).
+    pub checkpointing: bool,
+    /// Validate every N steps (0 = only at the end).
+    pub valid_every: usize,
+    /// Seconds of each validation track used (from its middle).
+    pub valid_seconds: f64,
+    /// Save every N steps.
+    pub save_every: usize,
+    /// Step checkpoints kept.
+    pub keep_last: usize,
+    /// Reduce-on-plateau: validations without improvement before the LR is cut.
+    pub plateau_patience: usize,
+    /// Reduce-on-plateau factor.
+    pub plateau_factor: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Augmentations.
+    pub augment: AugmentConfig,
+    /// Loss weights.
+    pub loss: LossConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::new(),
+            valid: None,
+            out: PathBuf::from("runs/locosep"),
+            from: None,
+            steps: 1000,
+            batch: 1,
+            accumulate: 1,
+            segment_seconds: 2.0,
+            lr: 5e-4,
+            betas: (0.9, 0.999),
+            weight_decay: 0.01,
+            adam_eps: 1e-8,
+            grad_clip: 5.0,
+            checkpointing: false,
+            valid_every: 100,
+            valid_seconds: 6.0,
+            save_every: 100,
+            keep_last: 3,
+            plateau_patience: 3,
+            plateau_factor: 0.5,
+            seed: 0,
+            augment: AugmentConfig::default(),
+            loss: LossConfig::default(),
+        }
+    }
+}
+
+/// One logged step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepLog {
+    /// Step number (1-based, after the update).
+    pub step: usize,
+    /// Training loss of the step (mean over micro-batches).
+    pub loss: f32,
+    /// Mean SI-SDR per stem of the step's batch.
+    pub si_sdr: Vec<f32>,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// One validation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValidLog {
+    /// Step.
+    pub step: usize,
+    /// Median museval SDR per stem over tracks (dB).
+    pub sdr: Vec<f64>,
+    /// Mean of `sdr`.
+    pub mean_sdr: f64,
+}
+
+/// Resumable state: saved as `state.json` in each checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TrainState {
+    /// Steps done.
+    pub step: usize,
+    /// Current LR.
+    pub lr: f64,
+    /// Best validation mean SDR.
+    pub best_sdr: Option<f64>,
+    /// Validations since the best.
+    pub since_best: usize,
+    /// Step log.
+    pub steps: Vec<StepLog>,
+    /// Validation log.
+    pub valid: Vec<ValidLog>,
+}
+
+/// Events a front end shows.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    /// A step finished.
+    Step(StepLog),
+    /// A validation finished.
+    Valid(ValidLog),
+    /// A checkpoint was written.
+    Saved(PathBuf),
+    /// Free text.
+    Message(String),
+}
+
+/// Training data: tracks and the segment sampler.
+struct Sampler {
+    tracks: Vec<Track>,
+    rate: u32,
+    len: usize,
+    augment: AugmentConfig,
+}
+
+impl Sampler {
+    fn example(&self, rng: &mut ChaCha8Rng) -> Result<Example, TrainError> {
+        let pick = |rng: &mut ChaCha8Rng| &self.tracks[rng.random_range(0..self.tracks.len())];
+        let start_in = |rng: &mut ChaCha8Rng, t: &Track| {
+            if t.len > self.len {
+                rng.random_range(0..t.len - self.len)
+            } else {
+                0
+            }
+        };
+        let mut ex = if self.augment.remix {
+            // Each stem from its own track and offset.
+            let mut stems: [[Vec<f32>; 2]; 4] = Default::default();
+            for (i, stem) in stems.iter_mut().enumerate() {
+                let t = pick(rng);
+                let s = start_in(rng, t);
+                let e = t.read_stems(s, self.len, self.rate)?;
+                *stem = e.stems[i].clone();
+            }
+            Example { stems }
+        } else {
+            let t = pick(rng);
+            let s = start_in(rng, t);
+            t.read_stems(s, self.len, self.rate)?
+        };
+        augment(&mut ex, &self.augment, rng);
+        Ok(ex)
+    }
+}
+
+fn step_rng(seed: u64, step: usize, micro: usize) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(((step as u64) << 16) | micro as u64);
+    r
+}
+
+/// Writes a checkpoint folder: `model.safetensors` (reference names), `config.json` (reference
+/// keyword arguments + our audio fields), `optimizer.bin`, `state.json`.
+fn save_checkpoint(
+    dir: &Path,
+    cfg: &ModelConfig,
+    model: &TfLocoformer,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<(), TrainError> {
+    let tmp = dir.with_extension("locosep-tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    let sd = to_state_dict(cfg, model);
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("locosep_config".to_string(), cfg.to_reference_json());
+    write_safetensors(tmp.join("model.safetensors"), &sd, Some(meta), true)?;
+    std::fs::write(tmp.join("config.json"), cfg.to_reference_json())
+        .map_err(io("writing config.json"))?;
+    optim
+        .save(tmp.join("optimizer.bin"))
+        .map_err(|e| TrainError::Invalid(format!("saving optimizer state: {e:?}")))?;
+    let js = serde_json::to_string_pretty(state).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    std::fs::write(tmp.join("state.json"), js).map_err(io("writing state.json"))?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir).map_err(io(format!("renaming into {}", dir.display())))?;
+    Ok(())
+}
+
+/// Mono training items from examples: mixture `[B, N]` and targets `[B, S, N]` (for ac = 1
+/// each channel is one item; for ac = 2 items are stereo pairs, flattened as channels).
+fn batch_tensors(
+    examples: &[Example],
+    cfg: &ModelConfig,
+    stft: &Stft,
+    device: &Device,
+) -> Result<(Tensor<4>, Tensor<3>, usize), TrainError> {
+    let ac = cfg.audio_channels;
+    let n = examples[0].stems[0][0].len();
+    let (t, f) = (stft.num_frames(n), stft.num_bins());
+    let plane = t * f;
+    let items = examples.len() * 2 / ac;
+    let mut spec = vec![0f32; items * 2 * ac * plane];
+    let mut target = vec![0f32; items * ac * 4 * n];
+    let (mut re, mut im) = (vec![], vec![]);
+    let mut mix = vec![0f32; n];
+    for (ei, ex) in examples.iter().enumerate() {
+        for ch in 0..2 {
+            let item = (ei * 2 + ch) / ac;
+            let ich = (ei * 2 + ch) % ac;
+            mix.iter_mut().for_each(|v| *v = 0.0);
+            for (si, stem) in ex.stems.iter().enumerate() {
+                mix.iter_mut().zip(&stem[ch]).for_each(|(m, v)| *m += v);
+                let base = ((item * 4 + si) * ac + ich) * n;
+                target[base..base + n].copy_from_slice(&stem[ch]);
+            }
+            stft.forward(&mix, &mut re, &mut im)
+                .map_err(|e| TrainError::Invalid(e.to_string()))?;
+            let base = item * 2 * ac * plane;
+            spec[base + ich * plane..base + (ich + 1) * plane].copy_from_slice(&re);
+            spec[base + (ac + ich) * plane..base + (ac + ich + 1) * plane].copy_from_slice(&im);
+        }
+    }
+    let x = Tensor::<4>::from_data(TensorData::new(spec, [items, 2 * ac, t, f]), device);
+    let y = Tensor::<3>::from_data(TensorData::new(target, [items, 4 * ac, n]), device);
+    Ok((x, y, n))
+}
+
+/// Estimated waveforms `[B, S·ac, N]` from the network output `[B, 2·S·ac, T, F]`.
+fn decode_output(out: Tensor<4>, istft: &DiffIstft, n: usize) -> Tensor<3> {
+    let [b, c, t, f] = out.dims();
+    let k = c / 2;
+    let y = out.reshape([b * k, 2, t, f]);
+    let re = y.clone().narrow(1, 0, 1).reshape([b * k, t, f]);
+    let im = y.narrow(1, 1, 1).reshape([b * k, t, f]);
+    istft.forward(re, im, n).reshape([b, k, n])
+}
+
+/// Trains; returns the final state. `stop` ends the run after the current step (with a save).
+pub fn train(
+    model_cfg: &ModelConfig,
+    cfg: &TrainConfig,
+    resume: bool,
+    stop: Arc<AtomicBool>,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainState, TrainError> {
+    if cfg.steps == 0 || cfg.batch == 0 || cfg.accumulate == 0 {
+        return Err(TrainError::Invalid(
+            "steps, batch and accumulate must be ≥ 1".into(),
+        ));
+    }
+    if model_cfg.n_sources() != 4 {
+        return Err(TrainError::Invalid(
+            "training needs a 4-source model (vocals, drums, bass, other)".into(),
+        ));
+    }
+    std::fs::create_dir_all(&cfg.out).map_err(io(format!("creating {}", cfg.out.display())))?;
+    let rate = model_cfg.sample_rate;
+    let tracks = scan(&cfg.data)?;
+    let (train_tracks, valid_tracks) = match &cfg.valid {
+        Some(v) => (tracks, scan(v)?),
+        None => split_by_track(tracks, 0.2),
+    };
+    events(TrainEvent::Message(format!(
+        "{} training tracks, {} validation tracks",
+        train_tracks.len(),
+        valid_tracks.len()
+    )));
+    let seg = ((cfg.segment_seconds * rate as f64).round() as usize).max(model_cfg.n_fft);
+    let sampler = Sampler {
+        tracks: train_tracks,
+        rate,
+        len: seg,
+        augment: cfg.augment.clone(),
+    };
+    let mut device = Device::flex().autodiff();
+    if cfg.checkpointing {
+        device = device.gradient_checkpointing();
+    }
+    // Weights: resume > --from > fresh.
+    let last = cfg.out.join("last");
+    let (sd, mut state): (StateDict, TrainState) = if resume
+        && last.join("model.safetensors").exists()
+    {
+        let st: TrainState = serde_json::from_str(
+            &std::fs::read_to_string(last.join("state.json")).map_err(io("reading state.json"))?,
+        )
+        .map_err(|e| TrainError::Invalid(format!("state.json: {e}")))?;
+        (load_state_dict(last.join("model.safetensors"))?, st)
+    } else if let Some(from) = &cfg.from {
+        (
+            load_state_dict(from)?,
+            TrainState {
+                lr: cfg.lr,
+                ..Default::default()
+            },
+        )
+    } else {
+        (
+            init_state_dict(model_cfg, cfg.seed),
+            TrainState {
+                lr: cfg.lr,
+                ..Default::default()
+            },
+        )
+    };
+    let mut model = from_state_dict(model_cfg, &sd, &device)?;
+    let clip = (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip));
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(cfg.betas.0)
+        .with_beta_2(cfg.betas.1)
+        .with_epsilon(cfg.adam_eps)
+        .with_weight_decay(cfg.weight_decay)
+        .with_grad_clipping(clip)
+        .init();
+    if resume && last.join("optimizer.bin").exists() {
+        optim = optim
+            .load(last.join("optimizer.bin"))
+            .map_err(|e| TrainError::Invalid(format!("loading optimizer state: {e:?}")))?;
+        events(TrainEvent::Message(format!(
+            "resumed at step {}",
+            state.step
+        )));
+    }
+    std::fs::write(
+        cfg.out.join("train.json"),
+        serde_json::to_string_pretty(cfg).map_err(|e| TrainError::Invalid(e.to_string()))?,
+    )
+    .map_err(io("writing train.json"))?;
+    let stft = Stft::new(model_cfg.n_fft, model_cfg.hop_length)
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let istft = DiffIstft::new(model_cfg.n_fft, model_cfg.hop_length, &device);
+    let loss_fn = SeparationLoss::new(cfg.loss.clone(), &device);
+    let opts = ForwardOptions::default();
+    let t0 = Instant::now();
+    while state.step < cfg.steps {
+        let step = state.step;
+        let mut acc = GradientsAccumulator::<TfLocoformer>::new();
+        let (mut loss_sum, mut sdr_sum) = (0f32, vec![0f32; 4]);
+        for micro in 0..cfg.accumulate {
+            let mut rng = step_rng(cfg.seed, step, micro);
+            device.seed(rng.random());
+            let examples = (0..cfg.batch)
+                .map(|_| sampler.example(&mut rng))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (x, y, n) = batch_tensors(&examples, model_cfg, &stft, &device)?;
+            let est = decode_output(model.forward(x, opts), &istft, n);
+            let parts = loss_fn.forward(est, y);
+            loss_sum += parts
+                .total
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+                .first()
+                .copied()
+                .unwrap_or(f32::NAN);
+            for (a, b) in sdr_sum.iter_mut().zip(&parts.si_sdr_per_stem) {
+                *a += b;
+            }
+            let grads = parts.total.backward();
+            acc.accumulate(&model, GradientsParams::from_grads(grads, &model));
+        }
+        let grads = acc.grads();
+        model = optim.step(state.lr, model, grads);
+        state.step += 1;
+        let k = cfg.accumulate as f32;
+        let log = StepLog {
+            step: state.step,
+            loss: loss_sum / k,
+            si_sdr: sdr_sum.iter().map(|v| v / k).collect(),
+            lr: state.lr,
+        };
+        state.steps.push(log.clone());
+        events(TrainEvent::Step(log));
+        let stopping = stop.load(Ordering::SeqCst);
+        let end = state.step == cfg.steps || stopping;
+        if !valid_tracks.is_empty()
+            && ((cfg.valid_every > 0 && state.step % cfg.valid_every == 0) || end)
+        {
+            let v = validate(
+                model_cfg,
+                &model,
+                &valid_tracks,
+                cfg.valid_seconds,
+                state.step,
+            )?;
+            let improved = state.best_sdr.is_none_or(|b| v.mean_sdr > b);
+            if improved {
+                state.best_sdr = Some(v.mean_sdr);
+                state.since_best = 0;
+            } else {
+                state.since_best += 1;
+                if state.since_best >= cfg.plateau_patience {
+                    state.lr *= cfg.plateau_factor;
+                    state.since_best = 0;
+                    events(TrainEvent::Message(format!(
+                        "validation plateau: learning rate → {:.2e}",
+                        state.lr
+                    )));
+                }
+            }
+            state.valid.push(v.clone());
+            events(TrainEvent::Valid(v));
+            if improved {
+                save_checkpoint(&cfg.out.join("best"), model_cfg, &model, &optim, &state)?;
+            }
+        }
+        if end || (cfg.save_every > 0 && state.step % cfg.save_every == 0) {
+            let dir = cfg.out.join(format!("step_{:06}", state.step));
+            save_checkpoint(&dir, model_cfg, &model, &optim, &state)?;
+            save_checkpoint(&last, model_cfg, &model, &optim, &state)?;
+            prune(&cfg.out, cfg.keep_last);
+            events(TrainEvent::Saved(dir));
+        }
+        if stopping {
+            events(TrainEvent::Message(
+                "stopped on request; checkpoint saved".into(),
+            ));
+            break;
+        }
+    }
+    events(TrainEvent::Message(format!(
+        "{} steps in {:.1} s",
+        state.step,
+        t0.elapsed().as_secs_f64()
+    )));
+    Ok(state)
+}
+
+fn prune(out: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(out) else {
+        return;
+    };
+    let mut steps: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step_"))
+        })
+        .collect();
+    steps.sort();
+    let excess = steps.len().saturating_sub(keep.max(1));
+    for p in steps.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// Validation: separate the middle `seconds` of each track with the current weights (on the
+/// plain CPU device) and take museval SDR; median over tracks per stem.
+pub fn validate(
+    cfg: &ModelConfig,
+    model: &TfLocoformer,
+    tracks: &[Track],
+    seconds: f64,
+    step: usize,
+) -> Result<ValidLog, TrainError> {
+    let sd = to_state_dict(cfg, model);
+    let sep = crate::engine::Separator::new(
+        cfg.clone(),
+        &sd,
+        crate::engine::device::resolve(crate::engine::DeviceChoice::Cpu)?,
+    )?;
+    let scores = super::eval::score_tracks(&sep, tracks, seconds)?;
+    let sdr: Vec<f64> = (0..4)
+        .map(|s| {
+            crate::dsp::metrics::nan_median(&scores.iter().map(|t| t[s]).collect::<Vec<_>>())
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    let mean_sdr = sdr.iter().filter(|v| v.is_finite()).sum::<f64>()
+        / sdr.iter().filter(|v| v.is_finite()).count().max(1) as f64;
+    Ok(ValidLog {
+        step,
+        sdr,
+        mean_sdr,
+    })
+}

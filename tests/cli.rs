@@ -1,0 +1,228 @@
+//! CLI end-to-end tests: the real binary on small generated inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use locosep::model::state_dict::read_safetensors;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_locosep"))
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tflocoformer")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("binary runs");
+    eprintln!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn write_wav16(path: &Path, channels: &[Vec<f32>], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..channels[0].len() {
+        for ch in channels {
+            w.write_sample((ch[i].clamp(-1.0, 1.0) * 32767.0).round() as i16)
+                .unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn read_wav(path: &Path) -> (hound::WavSpec, Vec<f32>) {
+    let mut r = hound::WavReader::open(path).unwrap();
+    let spec = r.spec();
+    let v = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.unwrap()).collect(),
+        hound::SampleFormat::Int => r
+            .samples::<i32>()
+            .map(|s| s.unwrap() as f32 / (1 << (spec.bits_per_sample - 1)) as f32)
+            .collect(),
+    };
+    (spec, v)
+}
+
+fn tone(n: usize, rate: f32, f: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| 0.4 * (2.0 * std::f32::consts::PI * f * i as f32 / rate).sin())
+        .collect()
+}
+
+#[test]
+fn presets_lists_every_preset_with_parameter_counts() {
+    let out = run(bin().arg("presets"));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (name, params) in [
+        ("small", "1.39 M"),
+        ("ultra-safe", "7.40 M"),
+        ("balanced", "59.06 M"),
+        ("demo", ""),
+    ] {
+        assert!(text.contains(name), "{name} missing");
+        assert!(text.contains(params), "{params} missing");
+    }
+}
+
+#[test]
+fn model_check_reproduces_both_fixture_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (folder, ckpt) in [
+        ("tiny-separator", "espnet_checkpoint.pth"),
+        ("mss-tiny", "checkpoint.pth"),
+        ("mss-tiny", "weights.safetensors"),
+    ] {
+        let dir = fixtures().join(folder);
+        let out_file = tmp.path().join(format!("{folder}-{ckpt}.safetensors"));
+        let out = run(bin()
+            .args(["model-check", "--device", "cpu", "--config"])
+            .arg(dir.join("config.json"))
+            .arg("--checkpoint")
+            .arg(dir.join(ckpt))
+            .arg("--input")
+            .arg(dir.join("tensors.safetensors"))
+            .arg("--output")
+            .arg(&out_file)
+            .arg("--reference")
+            .arg(dir.join("tensors.safetensors")));
+        assert!(out.status.success(), "{folder}/{ckpt}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("FAIL"));
+        let written = read_safetensors(&out_file).unwrap();
+        let expect = if folder == "mss-tiny" {
+            "vocals"
+        } else {
+            "output.real"
+        };
+        assert!(
+            written.contains_key(expect),
+            "{folder}: {:?}",
+            written.keys()
+        );
+    }
+}
+
+#[test]
+fn no_split_on_a_16_bit_wav_matches_the_reference_stems() {
+    // The fixture mixture, item 0, written as mono 16-bit WAV: the reference's outputs for the
+    // unquantised mixture are the target; the quantisation step (≤ 1.5e-5) is far below the
+    // tolerance after the network (checked here, not assumed).
+    let dir = fixtures().join("mss-tiny");
+    let t = read_safetensors(&dir.join("tensors.safetensors")).unwrap();
+    let n = t["mixture"].shape[1];
+    let mix = t["mixture"].data[..n].to_vec();
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("fixture_mix.wav");
+    write_wav16(&wav, &[mix], 44_100);
+    let out_dir = tmp.path().join("out");
+    let out = run(bin()
+        .arg("separate")
+        .arg(&wav)
+        .args([
+            "--device",
+            "cpu",
+            "--format",
+            "f32",
+            "--no-split",
+            "--config",
+        ])
+        .arg(dir.join("config.json"))
+        .arg("--checkpoint")
+        .arg(dir.join("checkpoint.pth"))
+        .arg("--out")
+        .arg(&out_dir));
+    assert!(out.status.success());
+    for stem in ["vocals", "drums", "bass", "other"] {
+        let (spec, got) = read_wav(&out_dir.join(format!("fixture_mix/{stem}.wav")));
+        assert_eq!((spec.channels, spec.sample_rate), (1, 44_100));
+        let want = &t[stem].data[..n];
+        assert_eq!(got.len(), n, "{stem}: output length equals input length");
+        let max_ref = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = got
+            .iter()
+            .zip(want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            diff <= 1e-4 * max_ref.max(1.0),
+            "{stem}: max|diff| {diff:e}"
+        );
+    }
+}
+
+#[test]
+fn separate_writes_stems_refuses_overwrite_and_validates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("song.wav");
+    let n = 48_000 * 2;
+    write_wav16(
+        &wav,
+        &[tone(n, 48_000.0, 440.0), tone(n, 48_000.0, 660.0)],
+        48_000,
+    );
+    let out_dir = tmp.path().join("stems");
+    let sep = |extra: &[&str]| {
+        let mut c = bin();
+        c.arg("separate")
+            .arg(&wav)
+            .args(["--device", "cpu", "--segment", "0.5", "--out"])
+            .arg(&out_dir)
+            .args(extra);
+        run(&mut c)
+    };
+    let out = sep(&["--stems", "vocals,instrumental"]);
+    assert!(out.status.success());
+    for stem in ["vocals", "instrumental"] {
+        let (spec, v) = read_wav(&out_dir.join(format!("song/{stem}.wav")));
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (2, 48_000, 16)
+        );
+        assert_eq!(v.len(), 2 * n, "stereo stays stereo, rate and length kept");
+    }
+    assert!(!out_dir.join("song/drums.wav").exists());
+    // Second run: refused, files untouched.
+    let before = std::fs::read(out_dir.join("song/vocals.wav")).unwrap();
+    let out = sep(&["--stems", "vocals"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
+    assert_eq!(
+        before,
+        std::fs::read(out_dir.join("song/vocals.wav")).unwrap()
+    );
+    // With --overwrite it replaces them.
+    assert!(
+        sep(&["--stems", "vocals", "--overwrite", "--format", "flac"])
+            .status
+            .success()
+    );
+    assert!(out_dir.join("song/vocals.flac").exists());
+    // Bad parameters say what is allowed.
+    let out = sep(&["--overlap", "0.99", "--overwrite"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[0, 0.95)"));
+    let out = sep(&["--stems", "kazoo", "--overwrite"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kazoo") && err.contains("vocals"), "{err}");
+    let out = sep(&["--preset", "nope", "--checkpoint", "x.safetensors"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("small"));
+    // A file that is not audio: clear error naming it, exit code 1.
+    let junk = tmp.path().join("notes.mp3");
+    std::fs::write(&junk, b"this is not audio").unwrap();
+    let out = run(bin()
+        .arg("separate")
+        .arg(&junk)
+        .args(["--device", "cpu", "--out"])
+        .arg(&out_dir));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notes.mp3"));
+}

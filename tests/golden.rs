@@ -1,0 +1,191 @@
+//! Golden parity against the PyTorch reference (tests/fixtures/tflocoformer, copied from the
+//! shared fixture set): every intermediate tap, all three weight formats, flex and wgpu.
+//! Tolerance: max |a − b| ≤ 1e-4 · max(1, max |ref|) per tensor.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use locosep::model::config::ModelConfig;
+use locosep::model::loader::from_state_dict;
+use locosep::model::network::ForwardOptions;
+use locosep::model::state_dict::{StateDict, TensorF32, load_state_dict, read_safetensors};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tflocoformer")
+}
+
+/// Compares one tensor and returns a readable failure line instead of panicking, so that a
+/// test can name the FIRST diverging tap.
+fn compare(name: &str, got: &[f32], want: &TensorF32) -> Result<f32, String> {
+    if got.len() != want.data.len() {
+        return Err(format!(
+            "{name}: {} values, reference has {}",
+            got.len(),
+            want.data.len()
+        ));
+    }
+    let max_ref = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let tol = 1e-4 * max_ref.max(1.0);
+    let diff = got
+        .iter()
+        .zip(&want.data)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    if diff <= tol && diff.is_finite() {
+        Ok(diff)
+    } else {
+        Err(format!("{name}: max|diff| = {diff:e} > tol {tol:e}"))
+    }
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Builds the `[B, 2, T, F]` encoder input from `<prefix>.real` / `<prefix>.imag` `[B, T, F]`.
+fn spec_input(tensors: &StateDict, prefix: &str, device: &Device) -> Tensor<4> {
+    let re = &tensors[&format!("{prefix}.real")];
+    let im = &tensors[&format!("{prefix}.imag")];
+    let [b, t, f] = [re.shape[0], re.shape[1], re.shape[2]];
+    let re = Tensor::<3>::from_data(TensorData::new(re.data.clone(), [b, t, f]), device);
+    let im = Tensor::<3>::from_data(TensorData::new(im.data.clone(), [b, t, f]), device);
+    Tensor::stack(vec![re, im], 1)
+}
+
+/// Runs the network on a fixture folder and checks every tap and the outputs.
+fn check_folder(
+    folder: &str,
+    weights: &str,
+    input: &str,
+    out_prefix: &str,
+    device: &Device,
+    opts: ForwardOptions,
+) {
+    let dir = fixtures().join(folder);
+    let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+    let sd = load_state_dict(&dir.join(weights)).unwrap();
+    let net = from_state_dict(&cfg, &sd, device).unwrap();
+    let tensors = read_safetensors(&dir.join("tensors.safetensors")).unwrap();
+    let (out, taps) = net.forward_with_taps(spec_input(&tensors, input, device), opts);
+    let mut report = vec![];
+    for (name, t) in taps {
+        if let Some(want) = tensors.get(&name) {
+            report.push(compare(&name, &to_vec(t), want));
+        }
+    }
+    // Output channel 2s = real, 2s+1 = imaginary of source s → reference `[B, S, T, F]`.
+    let [b, ch, t, f] = out.dims();
+    let s = ch / 2;
+    let out = out.reshape([b, s, 2, t, f]);
+    for (part, idx) in [("real", 0), ("imag", 1)] {
+        let got = to_vec(out.clone().narrow(2, idx, 1).reshape([b, s, t, f]));
+        report.push(compare(
+            &format!("{out_prefix}.{part}"),
+            &got,
+            &tensors[&format!("{out_prefix}.{part}")],
+        ));
+    }
+    let failures: Vec<_> = report.iter().filter_map(|r| r.as_ref().err()).collect();
+    // tiny-separator stores encoder + 3 taps per block; mss-tiny stores only the outputs.
+    let want = tensors
+        .keys()
+        .filter(|k| k.starts_with("encoder") || k.starts_with("block") || k.starts_with(out_prefix))
+        .count();
+    assert_eq!(report.len(), want, "every stored tap must be compared");
+    assert!(
+        failures.is_empty(),
+        "{folder}/{weights} diverges (first listed first):\n{failures:#?}"
+    );
+}
+
+fn devices() -> Vec<(&'static str, Device)> {
+    vec![
+        ("flex", Device::flex()),
+        (
+            "wgpu",
+            Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        ),
+    ]
+}
+
+#[test]
+fn tiny_separator_all_taps_all_weight_formats() {
+    for (dev_name, device) in devices() {
+        for weights in ["weights.safetensors", "espnet_checkpoint.pth"] {
+            eprintln!("tiny-separator {weights} on {dev_name}");
+            check_folder(
+                "tiny-separator",
+                weights,
+                "input",
+                "output",
+                &device,
+                ForwardOptions::default(),
+            );
+        }
+    }
+}
+
+#[test]
+fn mss_tiny_network_all_weight_formats() {
+    for (dev_name, device) in devices() {
+        for weights in ["weights.safetensors", "checkpoint.pth"] {
+            eprintln!("mss-tiny {weights} on {dev_name}");
+            check_folder(
+                "mss-tiny",
+                weights,
+                "stft",
+                "separated",
+                &device,
+                ForwardOptions::default(),
+            );
+        }
+    }
+}
+
+#[test]
+fn sub_batched_paths_match_one_batch() {
+    // 2 KiB per chunk forces many sub-batches on both paths; the result must not change.
+    let opts = ForwardOptions {
+        max_chunk_bytes: Some(2048),
+        fused_attention: false,
+    };
+    check_folder(
+        "tiny-separator",
+        "weights.safetensors",
+        "input",
+        "output",
+        &Device::flex(),
+        opts,
+    );
+}
+
+#[test]
+fn mss_tiny_waveform_in_waveforms_out_on_both_backends() {
+    use locosep::engine::Separator;
+    use locosep::engine::device::ResolvedDevice;
+    let dir = fixtures().join("mss-tiny");
+    let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+    let sd = load_state_dict(&dir.join("checkpoint.pth")).unwrap();
+    let tensors = read_safetensors(&dir.join("tensors.safetensors")).unwrap();
+    let mix = &tensors["mixture"];
+    let (b, n) = (mix.shape[0], mix.shape[1]);
+    let items: Vec<Vec<Vec<f32>>> = (0..b)
+        .map(|i| vec![mix.data[i * n..(i + 1) * n].to_vec()])
+        .collect();
+    for (name, device) in devices() {
+        let resolved = ResolvedDevice {
+            is_wgpu: name == "wgpu",
+            device,
+            description: name.into(),
+            warnings: vec![],
+        };
+        let sep = Separator::new(cfg.clone(), &sd, resolved).unwrap();
+        let out = sep.forward_waveforms(&items).unwrap();
+        for (s, stem) in cfg.sources.iter().enumerate() {
+            let got: Vec<f32> = out
+                .iter()
+                .flat_map(|item| item[s][0].iter().copied())
+                .collect();
+            compare(&format!("{name} {stem}"), &got, &tensors[stem]).unwrap();
+        }
+    }
+}
