@@ -59,12 +59,19 @@ pub fn validate_stems(requested: &[String], sources: &[String]) -> Result<(), En
     Ok(())
 }
 
-/// Track name used in templates: the input's file stem, made safe for a folder name.
+/// Track name used in templates: the input's file stem (the folder's name for a
+/// `<track>/mixture.wav`), made safe for a folder name.
 pub fn track_name(input: &Path) -> String {
-    let stem = input
+    let mut stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "track".into());
+    // A MUSDB-style `<track>/mixture.wav` is named after its folder.
+    if stem.eq_ignore_ascii_case("mixture") {
+        if let Some(dir) = input.parent().and_then(|p| p.file_name()) {
+            stem = dir.to_string_lossy().into_owned();
+        }
+    }
     stem.chars()
         .map(|c| {
             if c == '/' || c == '\\' || c.is_control() {
