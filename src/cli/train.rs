@@ -150,19 +150,31 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let state = train(&model_cfg, &cfg, a.resume, stop, &mut |ev| {
-        match ev {
+    // indicatif hides its bar and `println` when stderr is not a terminal: say things plainly then.
+    let say = |pb: &ProgressBar, line: String| {
+        if pb.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            pb.println(line);
+        }
+    };
+    let state = train(&model_cfg, &cfg, a.resume, stop, &mut |ev| match ev {
         TrainEvent::Step(s) => {
             pb.set_position(s.step as u64);
             pb.set_message(format!("loss {:.3}", s.loss));
+            if pb.is_hidden() {
+                eprintln!("step {}: loss {:.4}, lr {:.2e}", s.step, s.loss, s.lr);
+            }
         }
-        TrainEvent::Valid(v) => pb.println(format!(
-            "step {}: validation SDR vocals {:.2} drums {:.2} bass {:.2} other {:.2} (mean {:.2} dB)",
-            v.step, v.sdr[0], v.sdr[1], v.sdr[2], v.sdr[3], v.mean_sdr
-        )),
-        TrainEvent::Saved(p) => pb.println(format!("saved {}", p.display())),
-        TrainEvent::Message(m) => pb.println(m),
-    }
+        TrainEvent::Valid(v) => say(
+            &pb,
+            format!(
+                "step {}: validation SDR vocals {:.2} drums {:.2} bass {:.2} other {:.2} (mean {:.2} dB)",
+                v.step, v.sdr[0], v.sdr[1], v.sdr[2], v.sdr[3], v.mean_sdr
+            ),
+        ),
+        TrainEvent::Saved(p) => say(&pb, format!("saved {}", p.display())),
+        TrainEvent::Message(m) => say(&pb, m),
     })?;
     pb.finish();
     crate::train::curves::write_png(&a.out.join("curves.png"), &state)?;
