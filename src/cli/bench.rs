@@ -14,6 +14,12 @@ use crate::model::loader::init_state_dict;
 /// Arguments of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// `attention`: the fused-attention table (ours vs plain ops vs burn's built-in, forward
+    /// and forward+backward, per preset's frequency-path shape) instead of a whole forward.
+    pub what: Option<String>,
+    /// With `attention`: frames per call (the batch of the frequency path).
+    #[arg(long, default_value_t = 1)]
+    pub frames: usize,
     /// Preset to measure (random weights: speed and memory do not depend on them).
     #[arg(long, default_value = "small")]
     pub preset: String,
@@ -37,6 +43,23 @@ fn mib(b: u64) -> String {
 
 /// Runs the benchmark.
 pub fn run(a: BenchArgs) -> Result<()> {
+    match a.what.as_deref() {
+        None => {}
+        Some("attention") => {
+            let device = resolve(a.device)?;
+            println!("attention benchmark on {}", device.description);
+            let rows = crate::kernels::attention::bench::bench_attention(
+                &device.device,
+                &crate::kernels::attention::bench::preset_shapes(a.frames.max(1)),
+                a.repeat.max(1),
+            );
+            crate::kernels::attention::bench::print_table(&rows);
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!(
+            "unknown benchmark `{other}`; use `locosep bench` or `locosep bench attention`"
+        ),
+    }
     let cfg = preset(&a.preset)?.config;
     let device = resolve(a.device)?;
     let sd = init_state_dict(&cfg, 0);

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::spectral::DiffStft;
 
+/// Mean power below which a reference row counts as silent (−100 dBFS).
+pub const SILENT_POWER: f64 = 1e-10;
+
 /// Loss weights (the seed's `loss:` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -100,7 +103,18 @@ impl SeparationLoss {
             .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap_or_default();
-        let mut total = sdr.mean().neg() * self.cfg.si_sdr_weight as f64;
+        // A silent reference (a stem that does not play in this segment) has no meaningful
+        // SI-SDR (≈ −100 dB from the ε terms) and would swamp the loss: such rows are left out
+        // of the SI-SDR term; the L1 and spectral terms still push their estimates to silence.
+        let active = r2
+            .clone()
+            .square()
+            .mean_dim(1)
+            .reshape([b * s])
+            .greater_elem(SILENT_POWER)
+            .float();
+        let count = active.clone().sum().clamp_min(1.0);
+        let mut total = ((sdr * active).sum() / count).neg() * self.cfg.si_sdr_weight as f64;
         let l1 = (e2.clone() - r2.clone()).abs().mean();
         let l1_v = scalar(&l1);
         if self.cfg.l1_weight > 0.0 {
@@ -146,6 +160,28 @@ fn scalar(t: &Tensor<1>) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silent_references_do_not_swamp_the_loss() {
+        let device = Device::flex();
+        let cfg = LossConfig {
+            l1_weight: 0.0,
+            spectral_weight: 0.0,
+            ..Default::default()
+        };
+        let loss = SeparationLoss::new(cfg, &device);
+        let n = 256;
+        let s: Vec<f32> = (0..n).map(|i| (i as f32 * 0.2).sin()).collect();
+        let mut reference = s.clone();
+        reference.extend(std::iter::repeat_n(0.0, n)); // source 2 is silent
+        let mut est: Vec<f32> = s.iter().map(|v| 0.9 * v).collect();
+        est.extend(std::iter::repeat_n(0.01, n));
+        let t = |v: &Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape([1, 2, n]);
+        let parts = loss.forward(t(&est), t(&reference));
+        let total = scalar(&parts.total);
+        // Only the active source counts: a near-perfect estimate gives a large negative loss.
+        assert!(total < -40.0, "{total}");
+    }
 
     #[test]
     fn si_sdr_matches_the_numeric_definition() {
