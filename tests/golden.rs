@@ -147,6 +147,7 @@ fn sub_batched_paths_match_one_batch() {
     let opts = ForwardOptions {
         max_chunk_bytes: Some(2048),
         fused_attention: false,
+        burn_ops_only: true,
     };
     check_folder(
         "tiny-separator",

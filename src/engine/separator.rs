@@ -162,6 +162,7 @@ impl Separator {
             max_chunk_bytes: Some(256 << 20),
             fused_attention: device.is_wgpu
                 && crate::kernels::attention::fused_available(&device.device),
+            burn_ops_only: false,
         };
         Ok(Self {
             cfg,

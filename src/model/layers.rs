@@ -36,6 +36,11 @@ impl RmsGroupNorm {
         Self { gamma, groups, eps }
     }
 
+    /// `(groups, eps)`.
+    pub fn params(&self) -> (usize, f64) {
+        (self.groups, self.eps)
+    }
+
     /// Normalises each group of channels at each position.
     ///
     /// # Shapes
@@ -94,6 +99,11 @@ impl ConvSwiGlu {
             kernel: k,
             shift,
         }
+    }
+
+    /// `(hidden, kernel, shift)`.
+    pub fn params(&self) -> (usize, usize, usize) {
+        (self.hidden, self.kernel, self.shift)
     }
 
     /// Applies the FFN along L.
@@ -227,6 +237,11 @@ impl Mhsa {
             dropout: burn::nn::DropoutConfig::new(dropout).init(),
             heads,
         }
+    }
+
+    /// Number of heads.
+    pub fn heads(&self) -> usize {
+        self.heads
     }
 
     /// Attention over L for each of the N sequences.

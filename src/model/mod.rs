@@ -3,6 +3,7 @@
 //! Runs on any burn [`Device`](burn::tensor::Device) (wgpu, flex, with or without autodiff).
 
 pub mod config;
+mod host;
 pub mod layers;
 pub mod loader;
 pub mod network;

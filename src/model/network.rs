@@ -6,11 +6,12 @@
 //! `[B, C, T, F]` layout is produced only at the encoder/decoder and for golden taps.
 
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
 use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Tensor, TensorData};
 
 use super::config::{ModelConfig, TfOrder};
+use super::host::HostBlock;
 use super::layers::{ConvSwiGlu, Mhsa, RmsGroupNorm};
 
 /// Run-time options of a forward pass that do not change its result.
@@ -22,6 +23,10 @@ pub struct ForwardOptions {
     pub max_chunk_bytes: Option<usize>,
     /// Whether attention runs fused (no score tensor); set by the caller from the device.
     pub fused_attention: bool,
+    /// Run the blocks in burn tensor ops even on the CPU inference device, where the
+    /// host path (`host.rs`: per-sequence, cache-resident, same maths) is otherwise used.
+    /// For tests that compare the two.
+    pub burn_ops_only: bool,
 }
 
 /// One path (frequency or time) of a block: macaron FFN, attention, FFN, each pre-normed with a
@@ -160,6 +165,11 @@ impl LocoBlock {
             .swap_dims(1, 2)
     }
 
+    /// Whether the frequency path runs first (`tf_order = "ft"`).
+    pub fn freq_first(&self) -> bool {
+        self.order == TfOrder::FreqTime
+    }
+
     /// Applies both paths in the configured order.
     ///
     /// # Shapes
@@ -267,6 +277,17 @@ impl TfLocoformer {
         (out, taps)
     }
 
+    /// The blocks as host kernels when `x` lives on the CPU inference device (flex without
+    /// autodiff) and every layer is one the host path implements.
+    fn host_blocks(&self, x: &Tensor<4>, opts: ForwardOptions) -> Option<Vec<HostBlock>> {
+        let device = x.device();
+        let flex = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
+        if opts.burn_ops_only || !flex || x.dtype() != burn::tensor::DType::F32 {
+            return None;
+        }
+        self.blocks.iter().map(HostBlock::new).collect()
+    }
+
     fn forward_inner(
         &self,
         spec: Tensor<4>,
@@ -290,8 +311,13 @@ impl TfLocoformer {
             taps.push(("encoder.out".into(), x.clone()));
         }
         let mut x = x.permute([0, 2, 3, 1]); // [B, T, F, C]
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, opts, taps.as_deref_mut().map(|t| (t, i)));
+        match self.host_blocks(&x, opts) {
+            Some(host_blocks) => x = run_host_blocks(&host_blocks, x, taps),
+            None => {
+                for (i, block) in self.blocks.iter().enumerate() {
+                    x = block.forward(x, opts, taps.as_deref_mut().map(|t| (t, i)));
+                }
+            }
         }
         conv_transpose2d(
             x.permute([0, 3, 1, 2]),
@@ -300,4 +326,42 @@ impl TfLocoformer {
             ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
         )
     }
+}
+
+/// Runs the blocks on a host copy of `x` (one copy in, one out; taps copied out per path).
+///
+/// # Shapes
+/// - x: `[B, T, F, C]`
+/// - output: `[B, T, F, C]`
+fn run_host_blocks(blocks: &[HostBlock], x: Tensor<4>, mut taps: Option<&mut Taps>) -> Tensor<4> {
+    let dims = x.dims();
+    let device = x.device();
+    let mut buf = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 activations");
+    let tensor = |buf: &[f32]| Tensor::<4>::from_data(TensorData::new(buf.to_vec(), dims), &device);
+    for (i, block) in blocks.iter().enumerate() {
+        let names = if block.freq_first() {
+            ["freq_path", "frame_path"]
+        } else {
+            ["frame_path", "freq_path"]
+        };
+        for (step, name) in names.iter().enumerate() {
+            if *name == "freq_path" {
+                block.freq(&mut buf, dims);
+            } else {
+                block.time(&mut buf, dims);
+            }
+            if let Some(taps) = taps.as_deref_mut() {
+                let t = to_bctf(&tensor(&buf));
+                taps.push((format!("block.{i}.{name}.out"), t.clone()));
+                if step == 1 {
+                    taps.push((format!("block.{i}.out"), t));
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(buf, dims), &device)
 }

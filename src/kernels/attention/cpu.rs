@@ -8,7 +8,7 @@ use rayon::prelude::*;
 /// `x = n·ln2 + r`, `|r| ≤ ln2/2`, degree-6 polynomial, exponent bits for `2^n`. Branch-free so
 /// the loop vectorises.
 #[inline(always)]
-fn exp_neg(x: f32) -> f32 {
+pub(crate) fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -70,10 +70,17 @@ fn lanes_max(a: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &x| m.max(x))
 }
 
-/// `out = softmax(q kᵀ · scale) v` for contiguous `[bh, l, d]` inputs.
-///
-/// Per head, K and V are transposed once to `[d, l]`, so both products become loops over
-/// contiguous length-`l` rows (the vectoriser's favourite shape; `d` is small: 8–64).
+/// Reusable buffers of [`attention_head`] (one per thread): K and V transposed and zero-padded
+/// to `[d, round_up(l, 16)]`, and the score rows of one query block.
+#[derive(Default)]
+pub struct HeadScratch {
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    s: Vec<f32>,
+    q: Vec<f32>,
+}
+
+/// `out = softmax(q kᵀ · scale) v` for contiguous `[bh, l, d]` inputs, rayon over `bh`.
 ///
 /// # Shapes
 /// - q, k, v, out: `[bh, l, d]` row-major
@@ -89,83 +96,63 @@ pub fn attention_cpu(
     debug_assert!(
         q.len() == bh * l * d && k.len() == q.len() && v.len() == q.len() && out.len() == q.len()
     );
+    out.par_chunks_mut(l * d)
+        .enumerate()
+        .for_each_init(HeadScratch::default, |scratch, (i, o)| {
+            let r = i * l * d..(i + 1) * l * d;
+            attention_head(&q[r.clone()], &k[r.clone()], &v[r], o, l, d, scratch);
+        });
+}
+
+/// One head: `o = softmax(q kᵀ / √d) v`, never holding more than a few score rows.
+///
+/// Uses AVX-512 when the CPU has it (a register-blocked kernel: 4 query rows × 64 keys per
+/// step), a portable loop otherwise; both equal the direct formula to fp32 rounding.
+///
+/// # Shapes
+/// - q, k, v, o: `[l, d]` row-major
+pub fn attention_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    o: &mut [f32],
+    l: usize,
+    d: usize,
+    scratch: &mut HeadScratch,
+) {
+    debug_assert!(q.len() == l * d && k.len() == l * d && v.len() == l * d && o.len() == l * d);
     let scale = 1.0 / (d as f32).sqrt();
-    out.par_chunks_mut(l * d).enumerate().for_each_init(
-        || (vec![0f32; d * l], vec![0f32; d * l], vec![0f32; l]),
-        |(kt, vt, s), (i, o)| {
-            let base = i * l * d;
-            let heads = (
-                &q[base..base + l * d],
-                &k[base..base + l * d],
-                &v[base..base + l * d],
-            );
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked just above).
-                    return unsafe { head_avx512(heads, o, kt, vt, s, l, d, scale) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                    return unsafe { head_avx2(heads, o, kt, vt, s, l, d, scale) };
-                }
-            }
-            head(heads, o, kt, vt, s, l, d, scale)
-        },
-    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { avx512::head(q, k, v, o, l, d, scale, scratch) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { head_avx2((q, k, v), o, l, d, scale, scratch) };
+        }
+    }
+    head((q, k, v), o, l, d, scale, scratch)
 }
 
 type Head<'a> = (&'a [f32], &'a [f32], &'a [f32]);
 
-/// The per-head body compiled for AVX-512 (the same code, wider vectors).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn head_avx512(
-    h: Head,
-    o: &mut [f32],
-    kt: &mut [f32],
-    vt: &mut [f32],
-    s: &mut [f32],
-    l: usize,
-    d: usize,
-    scale: f32,
-) {
-    head(h, o, kt, vt, s, l, d, scale)
-}
-
-/// The per-head body compiled for AVX2 + FMA.
+/// The portable per-head body compiled for AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn head_avx2(
-    h: Head,
-    o: &mut [f32],
-    kt: &mut [f32],
-    vt: &mut [f32],
-    s: &mut [f32],
-    l: usize,
-    d: usize,
-    scale: f32,
-) {
-    head(h, o, kt, vt, s, l, d, scale)
+unsafe fn head_avx2(h: Head, o: &mut [f32], l: usize, d: usize, scale: f32, sc: &mut HeadScratch) {
+    head(h, o, l, d, scale, sc)
 }
 
-/// One head: `o = softmax(q kᵀ·scale) v`, row by row.
+/// One head, portable: row by row over K and V transposed to `[d, l]`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn head(
-    (qh, kh, vh): Head,
-    o: &mut [f32],
-    kt: &mut [f32],
-    vt: &mut [f32],
-    s: &mut [f32],
-    l: usize,
-    d: usize,
-    scale: f32,
-) {
+fn head((qh, kh, vh): Head, o: &mut [f32], l: usize, d: usize, scale: f32, sc: &mut HeadScratch) {
+    sc.kt.resize(d * l, 0.0);
+    sc.vt.resize(d * l, 0.0);
+    sc.s.resize(l, 0.0);
+    let (kt, vt, s) = (&mut sc.kt[..d * l], &mut sc.vt[..d * l], &mut sc.s[..l]);
     for j in 0..l {
         for c in 0..d {
             kt[c * l + j] = kh[j * d + c];
@@ -176,13 +163,232 @@ fn head(
         s.iter_mut().for_each(|x| *x = 0.0);
         for (c, krow) in kt.chunks_exact(l).enumerate() {
             let qc = qi[c] * scale;
-            s.iter_mut().zip(krow).for_each(|(x, kv)| *x += qc * kv);
+            s.iter_mut()
+                .zip(krow.iter())
+                .for_each(|(x, kv)| *x += qc * kv);
         }
         let max = lanes_max(s);
         s.iter_mut().for_each(|x| *x = exp_neg(*x - max));
         let inv = 1.0 / lanes_dot(s, None);
         for (oc, vrow) in oi.iter_mut().zip(vt.chunks_exact(l)) {
             *oc = lanes_dot(s, Some(vrow)) * inv;
+        }
+    }
+}
+
+/// The AVX-512 kernel. Invariants: `kt`/`vt` are `[d, lp]` with `lp = round_up(l, 16)` and
+/// zero columns `l..lp`; score rows are `lp` long and their columns `l..lp` are never read
+/// as scores (masked to −∞ before the max, to 0 after the exponential).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::HeadScratch;
+    use std::arch::x86_64::*;
+
+    /// Query rows per block.
+    const R: usize = 4;
+    /// Output columns per accumulation group in the `P·V` product (R·CG accumulators).
+    const CG: usize = 6;
+
+    /// `e^x` on 16 lanes for `x ≤ 0` (inputs below −87 clamp): `2^n · p(r)` with
+    /// `x = n·ln2 + r`, degree-6 polynomial, `scalef` for `2^n`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn exp_neg(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn head(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        o: &mut [f32],
+        l: usize,
+        d: usize,
+        scale: f32,
+        sc: &mut HeadScratch,
+    ) {
+        let lp = l.div_ceil(16) * 16;
+        sc.kt.clear();
+        sc.kt.resize(d * lp, 0.0);
+        sc.vt.clear();
+        sc.vt.resize(d * lp, 0.0);
+        sc.s.resize(R * lp, 0.0);
+        sc.q.resize(R * d, 0.0);
+        for j in 0..l {
+            for c in 0..d {
+                sc.kt[c * lp + j] = k[j * d + c];
+                sc.vt[c * lp + j] = v[j * d + c];
+            }
+        }
+        let mut i = 0;
+        while i + R <= l {
+            block::<R>(q, o, i, l, lp, d, scale, sc);
+            i += R;
+        }
+        while i < l {
+            block::<1>(q, o, i, l, lp, d, scale, sc);
+            i += 1;
+        }
+    }
+
+    /// Rows `i0..i0+RB` of the output.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    fn block<const RB: usize>(
+        q: &[f32],
+        o: &mut [f32],
+        i0: usize,
+        l: usize,
+        lp: usize,
+        d: usize,
+        scale: f32,
+        sc: &mut HeadScratch,
+    ) {
+        let HeadScratch { kt, vt, s, q: qs } = sc;
+        for r in 0..RB {
+            for c in 0..d {
+                qs[r * d + c] = q[(i0 + r) * d + c] * scale;
+            }
+        }
+        let full = l / 16;
+        let tail_mask: __mmask16 = ((1u32 << (l % 16)) - 1) as __mmask16;
+        let mut mx = [_mm512_set1_ps(f32::NEG_INFINITY); RB];
+        // S = Q Kᵀ: 4 key chunks × RB rows of accumulators per step while whole chunks last.
+        let mut jc = 0;
+        while jc + 4 <= full {
+            scores::<RB, 4>(kt, s, qs, &mut mx, jc, lp, d, full, tail_mask);
+            jc += 4;
+        }
+        while jc < lp / 16 {
+            scores::<RB, 1>(kt, s, qs, &mut mx, jc, lp, d, full, tail_mask);
+            jc += 1;
+        }
+        // P = exp(S − max) in place; padded columns become e^−∞ → clamped tiny, then zeroed.
+        let mut inv = [0f32; RB];
+        for r in 0..RB {
+            let m = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+            let mut sum = _mm512_setzero_ps();
+            for jc in 0..lp / 16 {
+                // SAFETY: inside row r of s.
+                let p = unsafe { s.as_mut_ptr().add(r * lp + jc * 16) };
+                let mut e = exp_neg(_mm512_sub_ps(unsafe { _mm512_loadu_ps(p) }, m));
+                if jc == full {
+                    e = _mm512_maskz_mov_ps(tail_mask, e);
+                }
+                sum = _mm512_add_ps(sum, e);
+                unsafe { _mm512_storeu_ps(p, e) };
+            }
+            inv[r] = 1.0 / _mm512_reduce_add_ps(sum);
+        }
+        // O = P V: groups of up to CG output columns, RB·CG accumulators.
+        let mut c0 = 0;
+        while c0 < d {
+            let cg = CG.min(d - c0);
+            match cg {
+                6 => pv::<RB, 6>(s, vt, o, &inv, i0, c0, lp, d),
+                5 => pv::<RB, 5>(s, vt, o, &inv, i0, c0, lp, d),
+                4 => pv::<RB, 4>(s, vt, o, &inv, i0, c0, lp, d),
+                3 => pv::<RB, 3>(s, vt, o, &inv, i0, c0, lp, d),
+                2 => pv::<RB, 2>(s, vt, o, &inv, i0, c0, lp, d),
+                _ => pv::<RB, 1>(s, vt, o, &inv, i0, c0, lp, d),
+            }
+            c0 += cg;
+        }
+    }
+
+    /// Scores of RB query rows against key chunks `jc..jc+U` (16 keys each), stored into the
+    /// score rows; the chunk holding key `l` (index `full`) is masked to −∞ past `l`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    fn scores<const RB: usize, const U: usize>(
+        kt: &[f32],
+        s: &mut [f32],
+        qs: &[f32],
+        mx: &mut [__m512; RB],
+        jc: usize,
+        lp: usize,
+        d: usize,
+        full: usize,
+        tail_mask: __mmask16,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); U]; RB];
+        for c in 0..d {
+            let mut kv = [_mm512_setzero_ps(); U];
+            for (u, kvu) in kv.iter_mut().enumerate() {
+                // SAFETY: (jc+u)·16 + 16 ≤ lp and c < d: inside kt `[d, lp]`.
+                *kvu = unsafe { _mm512_loadu_ps(kt.as_ptr().add(c * lp + (jc + u) * 16)) };
+            }
+            for r in 0..RB {
+                let qb = _mm512_set1_ps(qs[r * d + c]);
+                for u in 0..U {
+                    acc[r][u] = _mm512_fmadd_ps(qb, kv[u], acc[r][u]);
+                }
+            }
+        }
+        let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        for r in 0..RB {
+            for u in 0..U {
+                let mut a = acc[r][u];
+                if jc + u == full {
+                    a = _mm512_mask_blend_ps(tail_mask, neg_inf, a);
+                }
+                mx[r] = _mm512_max_ps(mx[r], a);
+                assert!(r * lp + (jc + u) * 16 + 16 <= s.len());
+                // SAFETY: bounds asserted just above.
+                unsafe { _mm512_storeu_ps(s.as_mut_ptr().add(r * lp + (jc + u) * 16), a) };
+            }
+        }
+    }
+
+    /// Output columns `c0..c0+CGN` of RB rows: `o = (P · V) / Σ P`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    fn pv<const RB: usize, const CGN: usize>(
+        s: &[f32],
+        vt: &[f32],
+        o: &mut [f32],
+        inv: &[f32; RB],
+        i0: usize,
+        c0: usize,
+        lp: usize,
+        d: usize,
+    ) {
+        assert!(RB * lp <= s.len() && (c0 + CGN) * lp <= vt.len());
+        let mut acc = [[_mm512_setzero_ps(); CGN]; RB];
+        for jc in 0..lp / 16 {
+            let mut p = [_mm512_setzero_ps(); RB];
+            for (r, pr) in p.iter_mut().enumerate() {
+                // SAFETY: r < RB and jc·16 + 16 ≤ lp: inside s (asserted above).
+                *pr = unsafe { _mm512_loadu_ps(s.as_ptr().add(r * lp + jc * 16)) };
+            }
+            for cc in 0..CGN {
+                // SAFETY: c0 + cc < c0 + CGN: inside vt (asserted above).
+                let vv = unsafe { _mm512_loadu_ps(vt.as_ptr().add((c0 + cc) * lp + jc * 16)) };
+                for r in 0..RB {
+                    acc[r][cc] = _mm512_fmadd_ps(p[r], vv, acc[r][cc]);
+                }
+            }
+        }
+        for r in 0..RB {
+            for cc in 0..CGN {
+                o[(i0 + r) * d + c0 + cc] = _mm512_reduce_add_ps(acc[r][cc]) * inv[r];
+            }
         }
     }
 }
@@ -203,7 +409,16 @@ mod tests {
 
     #[test]
     fn matches_a_direct_softmax_for_odd_sizes() {
-        for (bh, l, d) in [(1, 1, 8), (3, 7, 12), (2, 65, 16), (2, 130, 6)] {
+        for (bh, l, d) in [
+            (1, 1, 8),
+            (3, 7, 12),
+            (2, 65, 16),
+            (2, 130, 6),
+            (1, 16, 12),
+            (1, 17, 32),
+            (2, 64, 64),
+            (1, 70, 13),
+        ] {
             let n = bh * l * d;
             let noise = |s: u32| {
                 (0..n)

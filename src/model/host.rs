@@ -1,0 +1,599 @@
+//! The dual-path blocks on the host, for CPU inference (burn's `flex` device without
+//! autodiff): the same maths as [`super::network::LocoPath`], but each sequence of a path runs
+//! start to finish in one thread on buffers that stay in cache (norm → FFN → attention → FFN),
+//! with the matrix products on the `gemm` crate and attention on
+//! [`crate::kernels::attention::cpu::attention_head`]. No tensor larger than the activation
+//! `[B, T, F, C]` itself is ever allocated, and no permute is needed for the time path: its
+//! sequences are gathered with a stride.
+//!
+//! Training (autodiff) and wgpu use the burn-ops path; both agree to fp32 rounding (tested
+//! below and by the golden tests, which run this path on flex).
+
+use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+use super::layers::{ConvSwiGlu, Mhsa, RmsGroupNorm};
+use super::network::{LocoBlock, LocoPath};
+use crate::kernels::attention::cpu::{HeadScratch, attention_head, exp_neg};
+
+/// Output rows of the FFN processed per step (bounds the hidden buffers to
+/// `(ROWS + K − 1) · 2H` floats so they stay in the L2 cache).
+const ROWS: usize = 128;
+
+/// Columns per `gemm` call: the `gemm` crate runs narrow right-hand sides much faster than
+/// wide ones on AVX-512 (118 vs 55 GFLOP/s for the FFN's 192×384 at 48 vs 384 columns,
+/// `examples/gemmbench.rs`).
+const GEMM_COLS: usize = 48;
+
+fn host(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+fn host3(t: Tensor<3>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+fn host2(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// `dst[m, n] (+)= a[m, k] · b[k, n]`, row-major with explicit row strides, in column blocks of
+/// [`GEMM_COLS`], single-threaded (callers parallelise over sequences).
+///
+/// `a` may have a row stride smaller than `k` (overlapping rows: the im2col of a
+/// channel-last sequence without copying it).
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    a: &[f32],
+    a_rs: usize,
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    if m == 0 {
+        return;
+    }
+    assert!(dst.len() >= (m - 1) * dst_rs + n && n <= dst_rs);
+    assert!(a.len() >= (m - 1) * a_rs + k && b.len() >= k * n);
+    let mut j = 0;
+    while j < n {
+        let nb = GEMM_COLS.min(n - j);
+        // SAFETY: every index touched is inside the slices (asserted above): dst rows
+        // 0..m at stride dst_rs, columns j..j+nb ≤ n ≤ dst_rs; a rows at stride a_rs with k
+        // columns; b is [k, n].
+        unsafe {
+            gemm::gemm(
+                m,
+                nb,
+                k,
+                dst.as_mut_ptr().add(j),
+                1,
+                dst_rs as isize,
+                accumulate,
+                a.as_ptr(),
+                1,
+                a_rs as isize,
+                b.as_ptr().add(j),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        j += nb;
+    }
+}
+
+/// The logistic function `1 / (1 + e^{−x})`, branch-free so that loops over it vectorise.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    // e^{−|x|} ∈ (0, 1]; σ(x) = 1/(1+e^{−x}) for x ≥ 0, e^{x}/(1+e^{x}) otherwise.
+    let e = exp_neg(-x.abs());
+    let s = 1.0 / (1.0 + e);
+    if x >= 0.0 { s } else { e * s }
+}
+
+struct HostNorm {
+    gamma: Vec<f32>,
+    groups: usize,
+    eps: f32,
+}
+
+impl HostNorm {
+    fn new(n: &RmsGroupNorm) -> Self {
+        let (groups, eps) = n.params();
+        Self {
+            gamma: host(n.gamma.val()),
+            groups,
+            eps: eps as f32,
+        }
+    }
+
+    /// `out[i] = norm(x[i])` for each row of `c` channels.
+    #[inline(always)]
+    fn apply(&self, x: &[f32], out: &mut [f32]) {
+        let c = self.gamma.len();
+        let g = c / self.groups;
+        for (xr, orow) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+            for ((xg, og), gg) in xr
+                .chunks_exact(g)
+                .zip(orow.chunks_exact_mut(g))
+                .zip(self.gamma.chunks_exact(g))
+            {
+                let ms = xg.iter().map(|v| v * v).sum::<f32>() / g as f32;
+                let inv = 1.0 / (ms.sqrt() + self.eps);
+                for ((o, v), w) in og.iter_mut().zip(xg).zip(gg) {
+                    *o = v * inv * w;
+                }
+            }
+        }
+    }
+}
+
+struct HostFfn {
+    /// Conv weight as `[K·C, 2H]`: row `t·C + c`, column `o` = `conv_w[o, c, t]`.
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    /// Transposed-conv weight as a correlation `[K·H, C]`: row `t·H + h`, column `c` =
+    /// `deconv_w[h, c, K−1−t]`.
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    c: usize,
+    h: usize,
+    k: usize,
+}
+
+impl HostFfn {
+    /// None when the layer's stride is not 1 (the host path supports the presets' shift 1).
+    fn new(f: &ConvSwiGlu) -> Option<Self> {
+        let (hidden, k, shift) = f.params();
+        if shift != 1 {
+            return None;
+        }
+        let [h2, c, _] = f.conv_w.val().dims();
+        let cw = host3(f.conv_w.val());
+        let dw = host3(f.deconv_w.val());
+        let mut w1 = vec![0f32; k * c * h2];
+        for o in 0..h2 {
+            for ci in 0..c {
+                for t in 0..k {
+                    w1[(t * c + ci) * h2 + o] = cw[(o * c + ci) * k + t];
+                }
+            }
+        }
+        let mut w2 = vec![0f32; k * hidden * c];
+        for hi in 0..hidden {
+            for ci in 0..c {
+                for t in 0..k {
+                    w2[(t * hidden + hi) * c + ci] = dw[(hi * c + ci) * k + (k - 1 - t)];
+                }
+            }
+        }
+        Some(Self {
+            w1,
+            b1: host(f.conv_b.val()),
+            w2,
+            b2: host(f.deconv_b.val()),
+            c,
+            h: hidden,
+            k,
+        })
+    }
+
+    /// `x += FFN(y)` for one sequence, where `ypad` holds `y` `[L, C]` with `K − 1` zero rows
+    /// before and after.
+    ///
+    /// With shift 1 the reference's conv output has `L + K − 1` positions `p` reading padded rows
+    /// `p..p+K`, and the cropped transposed conv gives output row `i` from hidden rows
+    /// `i..i+K` — so both are plain products over overlapping row windows.
+    #[inline(always)]
+    fn apply(&self, ypad: &[f32], x: &mut [f32], l: usize, hid: &mut Vec<f32>, g: &mut Vec<f32>) {
+        let (c, h, k) = (self.c, self.h, self.k);
+        let mut i0 = 0;
+        while i0 < l {
+            let tm = ROWS.min(l - i0);
+            let rows = tm + k - 1;
+            hid.resize(rows * 2 * h, 0.0);
+            g.resize(rows * h, 0.0);
+            for row in hid.chunks_exact_mut(2 * h) {
+                row.copy_from_slice(&self.b1);
+            }
+            matmul(
+                hid,
+                2 * h,
+                true,
+                &ypad[i0 * c..],
+                c,
+                &self.w1,
+                rows,
+                k * c,
+                2 * h,
+            );
+            for (gr, hr) in g.chunks_exact_mut(h).zip(hid.chunks_exact(2 * h)) {
+                let (value, gate) = hr.split_at(h);
+                for ((o, v), s) in gr.iter_mut().zip(value).zip(gate) {
+                    *o = v * s * sigmoid(*s);
+                }
+            }
+            let out = &mut x[i0 * c..(i0 + tm) * c];
+            for row in out.chunks_exact_mut(c) {
+                row.iter_mut().zip(&self.b2).for_each(|(o, b)| *o += b);
+            }
+            matmul(out, c, true, g, h, &self.w2, tm, k * h, c);
+            i0 += tm;
+        }
+    }
+}
+
+struct HostAttn {
+    /// `[C, 3A]`, columns (q/k/v, head, d).
+    wqkv: Vec<f32>,
+    /// `[A, C]`.
+    wout: Vec<f32>,
+    heads: usize,
+    d: usize,
+    freqs: Option<Vec<f32>>,
+}
+
+impl HostAttn {
+    fn new(m: &Mhsa) -> Option<Self> {
+        let [a, _c] = m.out.val().dims();
+        let heads = m.heads();
+        let d = a / heads;
+        Some(Self {
+            wqkv: host2(m.qkv.val()),
+            wout: host2(m.out.val()),
+            heads,
+            d,
+            freqs: m.rope.as_ref().map(|r| r.freqs().to_vec()),
+        })
+    }
+
+    /// `(cos, sin)` of the interleaved RoPE for positions `0..l`, `[l, d/2]` each.
+    fn rope_table(&self, l: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        let freqs = self.freqs.as_ref()?;
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for pos in 0..l {
+            for f in freqs {
+                // Same fp32 angle as the reference and `Rope::apply`.
+                let angle = pos as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Some((cos, sin))
+    }
+}
+
+/// Per-thread buffers of one sequence.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    ypad: Vec<f32>,
+    hid: Vec<f32>,
+    g: Vec<f32>,
+    qkv: Vec<f32>,
+    heads: [Vec<f32>; 4],
+    o: Vec<f32>,
+    attn: HeadScratch,
+}
+
+/// One path on the host.
+pub(crate) struct HostPath {
+    ffn_pre: Option<(HostNorm, HostFfn)>,
+    attn_norm: HostNorm,
+    attn: HostAttn,
+    post_norm: HostNorm,
+    ffn_post: HostFfn,
+}
+
+impl HostPath {
+    /// None when some layer is outside what the host path implements.
+    pub(crate) fn new(p: &LocoPath) -> Option<Self> {
+        let ffn_pre = match &p.ffn_pre {
+            Some((n, f)) => Some((HostNorm::new(n), HostFfn::new(f)?)),
+            None => None,
+        };
+        Some(Self {
+            ffn_pre,
+            attn_norm: HostNorm::new(&p.attn_norm),
+            attn: HostAttn::new(&p.attn)?,
+            post_norm: HostNorm::new(&p.ffn_post_norm),
+            ffn_post: HostFfn::new(&p.ffn_post)?,
+        })
+    }
+
+    #[inline(always)]
+    fn ffn(&self, norm: &HostNorm, ffn: &HostFfn, l: usize, s: &mut Scratch) {
+        let (c, k) = (ffn.c, ffn.k);
+        s.ypad.clear();
+        s.ypad.resize((l + 2 * (k - 1)) * c, 0.0);
+        norm.apply(&s.x, &mut s.ypad[(k - 1) * c..(k - 1 + l) * c]);
+        ffn.apply(&s.ypad, &mut s.x, l, &mut s.hid, &mut s.g);
+    }
+
+    #[inline(always)]
+    fn attention(&self, l: usize, rope: Option<&(Vec<f32>, Vec<f32>)>, s: &mut Scratch) {
+        let at = &self.attn;
+        let c = self.attn_norm.gamma.len();
+        let (hn, d) = (at.heads, at.d);
+        let a = hn * d;
+        s.ypad.resize(l * c, 0.0);
+        self.attn_norm.apply(&s.x, &mut s.ypad[..l * c]);
+        s.qkv.resize(l * 3 * a, 0.0);
+        matmul(&mut s.qkv, 3 * a, false, &s.ypad, c, &at.wqkv, l, c, 3 * a);
+        s.o.resize(l * a, 0.0);
+        let [qh, kh, vh, oh] = &mut s.heads;
+        for buf in [&mut *qh, &mut *kh, &mut *vh, &mut *oh] {
+            buf.resize(l * d, 0.0);
+        }
+        for head in 0..hn {
+            for (which, buf) in [&mut *qh, &mut *kh, &mut *vh].into_iter().enumerate() {
+                let col = which * a + head * d;
+                for (pos, dst) in buf.chunks_exact_mut(d).enumerate() {
+                    let src = &s.qkv[pos * 3 * a + col..pos * 3 * a + col + d];
+                    match (rope, which) {
+                        (Some((cos, sin)), 0 | 1) => {
+                            let half = d / 2;
+                            let (cr, sr) = (&cos[pos * half..], &sin[pos * half..]);
+                            for j in 0..half {
+                                let (x0, x1) = (src[2 * j], src[2 * j + 1]);
+                                dst[2 * j] = x0 * cr[j] - x1 * sr[j];
+                                dst[2 * j + 1] = x1 * cr[j] + x0 * sr[j];
+                            }
+                            if d % 2 == 1 {
+                                dst[d - 1] = src[d - 1];
+                            }
+                        }
+                        _ => dst.copy_from_slice(src),
+                    }
+                }
+            }
+            attention_head(qh, kh, vh, oh, l, d, &mut s.attn);
+            for (pos, src) in oh.chunks_exact(d).enumerate() {
+                s.o[pos * a + head * d..pos * a + head * d + d].copy_from_slice(src);
+            }
+        }
+        matmul(&mut s.x, c, true, &s.o, a, &at.wout, l, a, c);
+    }
+
+    /// Runs the path on `n` sequences of `l` rows of `c` channels inside `x`: sequence `i`'s
+    /// row `j` starts at `base(i) + j · row_stride`.
+    ///
+    /// Invariant (checked by the callers' construction): distinct `(i, j)` address disjoint
+    /// rows, all inside `x`.
+    fn run(
+        &self,
+        x: &mut [f32],
+        n: usize,
+        l: usize,
+        row_stride: usize,
+        base: impl Fn(usize) -> usize + Sync,
+    ) {
+        let c = self.attn_norm.gamma.len();
+        assert!(n == 0 || base(n - 1) + (l - 1) * row_stride + c <= x.len());
+        let rope = self.attn.rope_table(l);
+        let ptr = SendPtr(x.as_mut_ptr());
+        let x_ptr = &ptr;
+        (0..n)
+            .into_par_iter()
+            .for_each_init(Scratch::default, |s, i| {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU supports AVX-512F (checked just above).
+                        return unsafe {
+                            self.sequence_avx512(x_ptr, s, i, l, row_stride, &base, rope.as_ref())
+                        };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                    {
+                        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                        return unsafe {
+                            self.sequence_avx2(x_ptr, s, i, l, row_stride, &base, rope.as_ref())
+                        };
+                    }
+                }
+                self.sequence(x_ptr, s, i, l, row_stride, &base, rope.as_ref())
+            });
+    }
+
+    /// [`Self::sequence`] compiled for AVX-512 (norms, gate and RoPE vectorise 16 wide).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn sequence_avx512(
+        &self,
+        p: &SendPtr,
+        s: &mut Scratch,
+        i: usize,
+        l: usize,
+        row_stride: usize,
+        base: &impl Fn(usize) -> usize,
+        rope: Option<&(Vec<f32>, Vec<f32>)>,
+    ) {
+        self.sequence(p, s, i, l, row_stride, base, rope)
+    }
+
+    /// [`Self::sequence`] compiled for AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn sequence_avx2(
+        &self,
+        p: &SendPtr,
+        s: &mut Scratch,
+        i: usize,
+        l: usize,
+        row_stride: usize,
+        base: &impl Fn(usize) -> usize,
+        rope: Option<&(Vec<f32>, Vec<f32>)>,
+    ) {
+        self.sequence(p, s, i, l, row_stride, base, rope)
+    }
+
+    /// The whole path for sequence `i`: gather its rows, run, scatter them back.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn sequence(
+        &self,
+        p: &SendPtr,
+        s: &mut Scratch,
+        i: usize,
+        l: usize,
+        row_stride: usize,
+        base: &impl Fn(usize) -> usize,
+        rope: Option<&(Vec<f32>, Vec<f32>)>,
+    ) {
+        let c = self.attn_norm.gamma.len();
+        s.x.resize(l * c, 0.0);
+        for j in 0..l {
+            // SAFETY: row (i, j) is inside x (asserted above) and no other sequence
+            // touches it (invariant of the caller's layout).
+            let row = unsafe { std::slice::from_raw_parts(p.0.add(base(i) + j * row_stride), c) };
+            s.x[j * c..(j + 1) * c].copy_from_slice(row);
+        }
+        if let Some((norm, ffn)) = &self.ffn_pre {
+            self.ffn(norm, ffn, l, s);
+        }
+        self.attention(l, rope, s);
+        self.ffn(&self.post_norm, &self.ffn_post, l, s);
+        for j in 0..l {
+            // SAFETY: as above; this thread is the only one writing row (i, j).
+            let row =
+                unsafe { std::slice::from_raw_parts_mut(p.0.add(base(i) + j * row_stride), c) };
+            row.copy_from_slice(&s.x[j * c..(j + 1) * c]);
+        }
+    }
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint rows of one buffer to rayon tasks (see `HostPath::run`).
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+/// One block on the host.
+pub(crate) struct HostBlock {
+    freq: HostPath,
+    time: HostPath,
+    freq_first: bool,
+}
+
+impl HostBlock {
+    /// None when a path is outside what the host path implements.
+    pub(crate) fn new(b: &LocoBlock) -> Option<Self> {
+        Some(Self {
+            freq: HostPath::new(&b.freq_path)?,
+            time: HostPath::new(&b.frame_path)?,
+            freq_first: b.freq_first(),
+        })
+    }
+
+    /// Frequency path: sequence `(b, t)` is F contiguous rows.
+    pub(crate) fn freq(&self, x: &mut [f32], [b, t, f, c]: [usize; 4]) {
+        self.freq.run(x, b * t, f, c, |i| i * f * c);
+    }
+
+    /// Time path: sequence `(b, f)` is T rows at stride F·C.
+    pub(crate) fn time(&self, x: &mut [f32], [b, t, f, c]: [usize; 4]) {
+        self.time
+            .run(x, b * f, t, f * c, |i| (i / f) * t * f * c + (i % f) * c);
+    }
+
+    /// Whether the frequency path runs first.
+    pub(crate) fn freq_first(&self) -> bool {
+        self.freq_first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::{TfOrder, preset};
+    use crate::model::loader::{from_state_dict, init_state_dict};
+    use crate::model::network::ForwardOptions;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_err(a: &[f32], b: &[f32]) -> (f32, f32) {
+        let err = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        let peak = b.iter().map(|x| x.abs()).fold(0.0, f32::max);
+        (err, peak)
+    }
+
+    /// The host blocks equal the burn-ops blocks on random weights with non-trivial biases, for
+    /// odd lengths (ragged FFN row tiles, attention tails) and both path orders.
+    #[test]
+    fn host_blocks_match_burn_ops() {
+        let dev = Device::flex();
+        for (order, dims) in [
+            (TfOrder::FreqTime, [1, 7, 33, 0]),
+            (TfOrder::TimeFreq, [2, 130, 9, 0]),
+        ] {
+            let mut cfg = preset("demo").unwrap().config;
+            cfg.tf_order = order;
+            cfg.n_layers = 1;
+            let net = from_state_dict(&cfg, &init_state_dict(&cfg, 3), &dev).unwrap();
+            let block = &net.blocks[0];
+            let host_block = HostBlock::new(block).expect("presets are host-capable");
+            let [b, t, f, _] = dims;
+            let c = cfg.emb_dim;
+            let x = Tensor::<4>::random([b, t, f, c], Distribution::Normal(0.0, 1.0), &dev);
+            let opts = ForwardOptions {
+                burn_ops_only: true,
+                ..Default::default()
+            };
+            let want = host_vec(block.forward(x.clone(), opts, None));
+            let mut got = host_vec(x);
+            if host_block.freq_first() {
+                host_block.freq(&mut got, [b, t, f, c]);
+                host_block.time(&mut got, [b, t, f, c]);
+            } else {
+                host_block.time(&mut got, [b, t, f, c]);
+                host_block.freq(&mut got, [b, t, f, c]);
+            }
+            let (err, peak) = max_err(&got, &want);
+            assert!(
+                err <= 1e-4 * peak.max(1.0),
+                "{order:?}: {err} (peak {peak})"
+            );
+        }
+    }
+
+    fn host_vec(t: Tensor<4>) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn sigmoid_matches_the_formula() {
+        for i in -200..=200 {
+            let x = i as f32 * 0.5;
+            let want = 1.0 / (1.0 + (-x as f64).exp());
+            assert!((sigmoid(x) as f64 - want).abs() < 1e-6, "{x}");
+        }
+    }
+}
