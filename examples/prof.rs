@@ -98,20 +98,27 @@ fn main() {
 
 #[allow(dead_code)]
 fn kernel_only() {
-    let (bh, l, d) = (690 * 4, 513, 12);
+    // KERNEL_SHAPE="bh,l,d" overrides the small preset's frequency-path shape.
+    let shape: Vec<usize> = std::env::var("KERNEL_SHAPE")
+        .unwrap_or_else(|_| "2760,513,12".into())
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let (bh, l, d) = (shape[0], shape[1], shape[2]);
     let v: Vec<f32> = (0..bh * l * d)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
         .collect();
     let mut out = vec![0f32; v.len()];
     let t0 = Instant::now();
     locosep::kernels::attention::cpu::attention_cpu(&v, &v, &v, &mut out, bh, l, d);
+    let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "kernel only (freq, small)          {:.3} s",
-        t0.elapsed().as_secs_f64()
+        "kernel only ({bh}×{l}×{d})  {secs:.3} s, {:.2} ns per score",
+        secs * 1e9 / (bh * l * l) as f64
     );
     let dev = Device::flex();
     let t = Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(v.clone(), [690, 4, l, d]),
+        burn::tensor::TensorData::new(v.clone(), [bh, 1, l, d]),
         &dev,
     );
     let t0 = Instant::now();
@@ -127,7 +134,7 @@ fn kernel_only() {
         h.len()
     );
     let t0 = Instant::now();
-    let back = Tensor::<4>::from_data(burn::tensor::TensorData::new(h, [690, 4, l, d]), &dev);
+    let back = Tensor::<4>::from_data(burn::tensor::TensorData::new(h, [bh, 1, l, d]), &dev);
     sync(&back);
     eprintln!(
         "from_data                          {:.3} s",

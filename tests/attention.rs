@@ -1,5 +1,5 @@
-//! Fused attention vs the plain-ops reference on the wgpu device (lavapipe in CI): values,
-//! gradients, a qkv + RoPE module, batches past the 65 535 dispatch limit, and allocator
+//! Fused attention vs the plain-ops reference on the wgpu device (lavapipe in CI) and the CPU
+//! kernels on flex: values, gradients, a qkv + RoPE module, batches past the 65 535 dispatch limit, and allocator
 //! evidence that memory grows linearly in L.
 //!
 //! Tolerance everywhere: max|a − b| ≤ 1e-4 · max(1, max|ref|).
@@ -7,7 +7,7 @@
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use locosep::kernels::attention::bench::{fresh_wgpu_device, measure_peak};
 use locosep::kernels::attention::{
-    attention, attention_reference, fused_attention, fused_available,
+    attention, attention_reference, cpu_kernel_available, fused_attention, fused_available,
 };
 
 fn wgpu() -> Device {
@@ -39,10 +39,16 @@ fn assert_close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
     );
 }
 
-/// Values and gradients (dQ, dK, dV) of fused vs reference for one shape.
+/// Values and gradients (dQ, dK, dV) of fused vs reference for one shape, on wgpu.
 fn check_shape(shape: [usize; 4], grads: bool) {
     let device = wgpu();
     assert!(fused_available(&device), "wgpu device expected");
+    check_shape_on(&device, shape, grads);
+}
+
+/// Values, log-sum-exp and gradients of [`fused_attention`] vs the reference on `device`.
+fn check_shape_on(device: &Device, shape: [usize; 4], grads: bool) {
+    let device = device.clone();
     let (q, k, v) = (
         rand4(shape, &device),
         rand4(shape, &device),
@@ -142,9 +148,26 @@ fn entry_point_uses_fused_on_wgpu_and_matches_reference() {
 }
 
 #[test]
-fn entry_point_sub_batches_on_flex() {
+fn cpu_kernels_values_and_grads_on_flex() {
     let device = Device::flex();
+    assert!(cpu_kernel_available(&device) && cpu_kernel_available(&device.clone().autodiff()));
     assert!(!fused_available(&device));
+    // Lengths around the 16-key vector and 4-row blocks; head dims 6..64.
+    for shape in [
+        [1, 1, 1, 8],
+        [2, 3, 7, 12],
+        [1, 2, 17, 6],
+        [2, 2, 65, 16],
+        [1, 2, 130, 32],
+        [1, 1, 33, 64],
+    ] {
+        check_shape_on(&device, shape, true);
+    }
+}
+
+#[test]
+fn entry_point_on_flex_matches_the_reference() {
+    let device = Device::flex();
     let shape = [7, 2, 30, 8];
     let (q, k, v) = (
         rand4(shape, &device),
@@ -152,9 +175,9 @@ fn entry_point_sub_batches_on_flex() {
         rand4(shape, &device),
     );
     let whole = attention_reference(q.clone(), k.clone(), v.clone());
-    // 3 items per sub-batch: 3 · 2 · 30² · 4 B.
+    // The score cap is irrelevant to the CPU kernel (no score tensor); the result is the same.
     assert_close(
-        "flex sub-batched",
+        "flex entry point",
         attention(q, k, v, Some(3 * 2 * 900 * 4)),
         whole,
     );

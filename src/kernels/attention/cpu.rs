@@ -78,6 +78,9 @@ pub struct HeadScratch {
     vt: Vec<f32>,
     s: Vec<f32>,
     q: Vec<f32>,
+    /// After [`attention_head`]: the log-sum-exp of each query row's scaled scores, `[l]`
+    /// (what the backward needs to rebuild the probabilities).
+    pub lse: Vec<f32>,
 }
 
 /// `out = softmax(q kᵀ · scale) v` for contiguous `[bh, l, d]` inputs, rayon over `bh`.
@@ -137,7 +140,8 @@ pub fn attention_head(
     head((q, k, v), o, l, d, scale, scratch)
 }
 
-type Head<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+/// `(q, k, v)` of one head, each `[l, d]`.
+pub type Head<'a> = (&'a [f32], &'a [f32], &'a [f32]);
 
 /// The portable per-head body compiled for AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
@@ -152,6 +156,7 @@ fn head((qh, kh, vh): Head, o: &mut [f32], l: usize, d: usize, scale: f32, sc: &
     sc.kt.resize(d * l, 0.0);
     sc.vt.resize(d * l, 0.0);
     sc.s.resize(l, 0.0);
+    sc.lse.resize(l, 0.0);
     let (kt, vt, s) = (&mut sc.kt[..d * l], &mut sc.vt[..d * l], &mut sc.s[..l]);
     for j in 0..l {
         for c in 0..d {
@@ -159,7 +164,7 @@ fn head((qh, kh, vh): Head, o: &mut [f32], l: usize, d: usize, scale: f32, sc: &
             vt[c * l + j] = vh[j * d + c];
         }
     }
-    for (qi, oi) in qh.chunks_exact(d).zip(o.chunks_exact_mut(d)) {
+    for (i, (qi, oi)) in qh.chunks_exact(d).zip(o.chunks_exact_mut(d)).enumerate() {
         s.iter_mut().for_each(|x| *x = 0.0);
         for (c, krow) in kt.chunks_exact(l).enumerate() {
             let qc = qi[c] * scale;
@@ -169,9 +174,172 @@ fn head((qh, kh, vh): Head, o: &mut [f32], l: usize, d: usize, scale: f32, sc: &
         }
         let max = lanes_max(s);
         s.iter_mut().for_each(|x| *x = exp_neg(*x - max));
-        let inv = 1.0 / lanes_dot(s, None);
+        let sum = lanes_dot(s, None);
+        sc.lse[i] = max + sum.ln();
+        let inv = 1.0 / sum;
         for (oc, vrow) in oi.iter_mut().zip(vt.chunks_exact(l)) {
             *oc = lanes_dot(s, Some(vrow)) * inv;
+        }
+    }
+}
+
+/// Reusable buffers of [`attention_head_backward`] (one per thread).
+#[derive(Default)]
+pub struct BackScratch {
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    dkt: Vec<f32>,
+    dvt: Vec<f32>,
+    s: Vec<f32>,
+    dp: Vec<f32>,
+}
+
+/// Gradients of one head of `o = softmax(q kᵀ / √d) v` w.r.t. q, k and v, given the forward's
+/// output and per-row log-sum-exp: the probabilities are rebuilt one row at a time
+/// (`p = exp(s − lse)`), so memory stays O(l·d).
+///
+/// With `Δᵢ = dOᵢ·Oᵢ` and `dSᵢⱼ = Pᵢⱼ (dOᵢ·Vⱼ − Δᵢ)`: `dQ = dS K / √d`, `dK = dSᵀ Q / √d`,
+/// `dV = Pᵀ dO`.
+///
+/// # Shapes
+/// - q, k, v, o, grad_o, dq, dk, dv: `[l, d]` row-major; lse: `[l]`
+#[allow(clippy::too_many_arguments)]
+pub fn attention_head_backward(
+    (q, k, v): Head,
+    o: &[f32],
+    lse: &[f32],
+    grad_o: &[f32],
+    (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
+    l: usize,
+    d: usize,
+    sc: &mut BackScratch,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { backward_avx512((q, k, v), o, lse, grad_o, (dq, dk, dv), l, d, sc) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { backward_avx2((q, k, v), o, lse, grad_o, (dq, dk, dv), l, d, sc) };
+        }
+    }
+    backward((q, k, v), o, lse, grad_o, (dq, dk, dv), l, d, sc)
+}
+
+/// `(dq, dk, dv)` of one head, each `[l, d]`.
+pub type Grads<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32]);
+
+/// [`backward`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn backward_avx512(
+    h: Head,
+    o: &[f32],
+    lse: &[f32],
+    grad_o: &[f32],
+    g: Grads,
+    l: usize,
+    d: usize,
+    sc: &mut BackScratch,
+) {
+    backward(h, o, lse, grad_o, g, l, d, sc)
+}
+
+/// [`backward`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn backward_avx2(
+    h: Head,
+    o: &[f32],
+    lse: &[f32],
+    grad_o: &[f32],
+    g: Grads,
+    l: usize,
+    d: usize,
+    sc: &mut BackScratch,
+) {
+    backward(h, o, lse, grad_o, g, l, d, sc)
+}
+
+/// The portable backward body: every inner loop runs over a contiguous length-`l` row.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    (qh, kh, vh): Head,
+    o: &[f32],
+    lse: &[f32],
+    grad_o: &[f32],
+    (dq, dk, dv): Grads,
+    l: usize,
+    d: usize,
+    sc: &mut BackScratch,
+) {
+    let scale = 1.0 / (d as f32).sqrt();
+    for buf in [&mut sc.kt, &mut sc.vt, &mut sc.dkt, &mut sc.dvt] {
+        buf.clear();
+        buf.resize(d * l, 0.0);
+    }
+    sc.s.resize(l, 0.0);
+    sc.dp.resize(l, 0.0);
+    let BackScratch {
+        kt,
+        vt,
+        dkt,
+        dvt,
+        s,
+        dp,
+    } = sc;
+    let (s, dp) = (&mut s[..l], &mut dp[..l]);
+    for j in 0..l {
+        for c in 0..d {
+            kt[c * l + j] = kh[j * d + c];
+            vt[c * l + j] = vh[j * d + c];
+        }
+    }
+    for i in 0..l {
+        let (qi, gi, oi) = (
+            &qh[i * d..(i + 1) * d],
+            &grad_o[i * d..(i + 1) * d],
+            &o[i * d..(i + 1) * d],
+        );
+        let delta: f32 = gi.iter().zip(oi).map(|(a, b)| a * b).sum();
+        s.iter_mut().for_each(|x| *x = 0.0);
+        dp.iter_mut().for_each(|x| *x = 0.0);
+        for c in 0..d {
+            let (qc, gc) = (qi[c] * scale, gi[c]);
+            let (krow, vrow) = (&kt[c * l..(c + 1) * l], &vt[c * l..(c + 1) * l]);
+            s.iter_mut().zip(krow).for_each(|(x, kv)| *x += qc * kv);
+            dp.iter_mut().zip(vrow).for_each(|(x, vv)| *x += gc * vv);
+        }
+        let m = lse[i];
+        // s ← P, dp ← dS (the row's probabilities and score gradients).
+        s.iter_mut().zip(dp.iter_mut()).for_each(|(p, g)| {
+            *p = exp_neg((*p - m).min(0.0));
+            *g = *p * (*g - delta);
+        });
+        for c in 0..d {
+            let krow = &kt[c * l..(c + 1) * l];
+            dq[i * d + c] = lanes_dot(dp, Some(krow)) * scale;
+            let (qs, gc) = (qi[c] * scale, gi[c]);
+            dkt[c * l..(c + 1) * l]
+                .iter_mut()
+                .zip(dp.iter())
+                .for_each(|(x, g)| *x += qs * g);
+            dvt[c * l..(c + 1) * l]
+                .iter_mut()
+                .zip(s.iter())
+                .for_each(|(x, p)| *x += gc * p);
+        }
+    }
+    for j in 0..l {
+        for c in 0..d {
+            dk[j * d + c] = dkt[c * l + j];
+            dv[j * d + c] = dvt[c * l + j];
         }
     }
 }
@@ -228,6 +396,7 @@ mod avx512 {
         sc.vt.resize(d * lp, 0.0);
         sc.s.resize(R * lp, 0.0);
         sc.q.resize(R * d, 0.0);
+        sc.lse.resize(l, 0.0);
         for j in 0..l {
             for c in 0..d {
                 sc.kt[c * lp + j] = k[j * d + c];
@@ -258,7 +427,13 @@ mod avx512 {
         scale: f32,
         sc: &mut HeadScratch,
     ) {
-        let HeadScratch { kt, vt, s, q: qs } = sc;
+        let HeadScratch {
+            kt,
+            vt,
+            s,
+            q: qs,
+            lse,
+        } = sc;
         for r in 0..RB {
             for c in 0..d {
                 qs[r * d + c] = q[(i0 + r) * d + c] * scale;
@@ -280,7 +455,8 @@ mod avx512 {
         // P = exp(S − max) in place; padded columns become e^−∞ → clamped tiny, then zeroed.
         let mut inv = [0f32; RB];
         for r in 0..RB {
-            let m = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+            let mr = _mm512_reduce_max_ps(mx[r]);
+            let m = _mm512_set1_ps(mr);
             let mut sum = _mm512_setzero_ps();
             for jc in 0..lp / 16 {
                 // SAFETY: inside row r of s.
@@ -292,7 +468,9 @@ mod avx512 {
                 sum = _mm512_add_ps(sum, e);
                 unsafe { _mm512_storeu_ps(p, e) };
             }
-            inv[r] = 1.0 / _mm512_reduce_add_ps(sum);
+            let total = _mm512_reduce_add_ps(sum);
+            lse[i0 + r] = mr + total.ln();
+            inv[r] = 1.0 / total;
         }
         // O = P V: groups of up to CG output columns, RB·CG accumulators.
         let mut c0 = 0;
@@ -396,6 +574,97 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Direct (double precision) softmax attention of one head.
+    fn direct(q: &[f32], k: &[f32], v: &[f32], l: usize, d: usize) -> Vec<f64> {
+        let mut out = vec![0f64; l * d];
+        for i in 0..l {
+            let s: Vec<f64> = (0..l)
+                .map(|j| {
+                    (0..d)
+                        .map(|c| q[i * d + c] as f64 * k[j * d + c] as f64)
+                        .sum::<f64>()
+                        / (d as f64).sqrt()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+            for c in 0..d {
+                out[i * d + c] = (0..l)
+                    .map(|j| (s[j] - m).exp() / z * v[j * d + c] as f64)
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        for (l, d) in [(1, 4), (5, 6), (19, 8), (33, 12)] {
+            let n = l * d;
+            let noise = |s: u32| {
+                (0..n)
+                    .map(|i| {
+                        (((i as u32).wrapping_mul(2654435761).wrapping_add(s)) >> 16) as f32
+                            / 32768.0
+                            - 1.0
+                    })
+                    .collect::<Vec<f32>>()
+            };
+            let (q, k, v, g) = (noise(11), noise(12), noise(13), noise(14));
+            let mut o = vec![0.0; n];
+            let mut hs = HeadScratch::default();
+            attention_head(&q, &k, &v, &mut o, l, d, &mut hs);
+            let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            attention_head_backward(
+                (&q, &k, &v),
+                &o,
+                &hs.lse,
+                &g,
+                (&mut dq, &mut dk, &mut dv),
+                l,
+                d,
+                &mut BackScratch::default(),
+            );
+            // Loss Σ g·o; central differences in f64.
+            let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
+                direct(q, k, v, l, d)
+                    .iter()
+                    .zip(&g)
+                    .map(|(a, b)| a * *b as f64)
+                    .sum()
+            };
+            let eps = 1e-2f32;
+            for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
+                for idx in (0..n).step_by(n.div_ceil(7)) {
+                    let mut inputs = [q.clone(), k.clone(), v.clone()];
+                    inputs[which][idx] += eps;
+                    let up = loss(&inputs[0], &inputs[1], &inputs[2]);
+                    inputs[which][idx] -= 2.0 * eps;
+                    let down = loss(&inputs[0], &inputs[1], &inputs[2]);
+                    let fd = (up - down) / (2.0 * eps as f64);
+                    assert!(
+                        (fd - grad[idx] as f64).abs() < 2e-3 * fd.abs().max(1.0),
+                        "l {l} d {d} input {which} [{idx}]: {} vs {fd}",
+                        grad[idx]
+                    );
+                }
+            }
+            // The saved log-sum-exp is that of the scaled scores.
+            for i in 0..l {
+                let z: f64 = (0..l)
+                    .map(|j| {
+                        ((0..d)
+                            .map(|c| q[i * d + c] as f64 * k[j * d + c] as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt())
+                        .exp()
+                    })
+                    .sum();
+                assert!((hs.lse[i] as f64 - z.ln()).abs() < 1e-4, "lse row {i}");
+            }
+        }
+    }
 
     #[test]
     fn exp_is_accurate_on_the_softmax_range() {

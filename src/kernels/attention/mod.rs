@@ -16,6 +16,7 @@
 mod backward;
 pub mod bench;
 pub mod cpu;
+mod flex;
 mod forward;
 
 use forward::MAX_HEAD_DIM;
@@ -25,9 +26,9 @@ use burn::tensor::{DType, Device, Tensor, activation};
 
 /// Backend extension trait for fused attention.
 ///
-/// Implemented for burn's cubecl backend (`CubeBackend`, wgpu runtime only, f32) and for
-/// `Autodiff` over it. Call it through [`fused_attention`] rather than directly.
-#[backend_extension(Autodiff, Cube)]
+/// Implemented for burn's cubecl backend (`CubeBackend`, wgpu runtime only, f32: WGSL
+/// kernels), for `Flex` (CPU: the host kernels of `cpu.rs`) and for `Autodiff` over either. Call it through [`fused_attention`] rather than directly.
+#[backend_extension(Autodiff, Cube, Flex)]
 pub trait AttentionBackend: burn::backend::Backend {
     /// Fused softmax(Q Kᵀ / √d) V.
     ///
@@ -79,7 +80,20 @@ pub fn fused_available(device: &Device) -> bool {
     is_wgpu(device.as_dispatch())
 }
 
-/// Fused attention on a wgpu device, returning the output and the per-row log-sum-exp.
+/// Whether the CPU implementation of [`AttentionBackend`] serves `device`: burn's `flex`,
+/// plain or autodiff.
+pub fn cpu_kernel_available(device: &Device) -> bool {
+    fn is_flex(device: &DispatchDevice) -> bool {
+        match device {
+            DispatchDevice::Flex(_) => true,
+            DispatchDevice::Autodiff(inner) => is_flex(inner),
+            _ => false,
+        }
+    }
+    is_flex(device.as_dispatch())
+}
+
+/// Fused attention on a wgpu device (WGSL kernels) or a flex device (host kernels), returning the output and the per-row log-sum-exp.
 ///
 /// Differentiable (w.r.t. `q`, `k`, `v`) on an autodiff device.
 ///
@@ -90,7 +104,8 @@ pub fn fused_available(device: &Device) -> bool {
 ///
 /// # Panics
 ///
-/// If the tensors are not f32 on a wgpu device (check [`fused_available`]) or shapes differ.
+/// If the tensors are not f32 on a wgpu or flex device (check [`fused_available`] /
+/// [`cpu_kernel_available`]) or shapes differ.
 pub fn fused_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<3>) {
     let (out, lse) = <Dispatch as AttentionBackend>::fused_attention(
         q.into_dispatch(),
@@ -134,8 +149,9 @@ pub fn sub_batch_size(dims: [usize; 4], max_score_bytes: Option<usize>) -> usize
 
 /// Multi-head attention softmax(q kᵀ / √d) v, the op the model calls.
 ///
-/// On a wgpu device (plain or autodiff) with f32 tensors this is the fused kernel: no score
-/// tensor exists and memory is O(batch · heads · L · d). Anywhere else it is
+/// On a wgpu device (plain or autodiff) with f32 tensors this is the fused WGSL kernel, on a
+/// flex device (plain or autodiff) the host kernels of `cpu.rs`: no score tensor exists and
+/// memory is O(batch · heads · L · d), forward and backward. Anywhere else it is
 /// [`attention_reference`] run in sub-batches along dim 0, so that no single score tensor
 /// `sub_batch · heads · L² · 4 B` exceeds `max_score_bytes` (`None`: one batch). A single item
 /// larger than the limit still runs, alone.
@@ -151,14 +167,14 @@ pub fn attention(
     max_score_bytes: Option<usize>,
 ) -> Tensor<4> {
     let dims = q.dims();
-    if fused_available(&q.device()) && q.dtype() == DType::F32 && dims[3] <= MAX_HEAD_DIM {
+    let f32 = q.dtype() == DType::F32;
+    if fused_available(&q.device()) && f32 && dims[3] <= MAX_HEAD_DIM {
         return fused_attention(q, k, v).0;
     }
-    if !q.device().is_autodiff() {
-        // CPU inference: blocked attention on the host (`cpu.rs`): no score tensor beyond one
-        // `[64, L]` block per thread, so no sub-batching is needed. Under autodiff the
-        // sub-batched reference below keeps gradients.
-        return attention_host(q, k, v);
+    if cpu_kernel_available(&q.device()) && f32 {
+        // CPU (flex, plain or autodiff): the host kernels of `cpu.rs` — no score tensor beyond
+        // a few rows per thread, forward or backward, so no sub-batching is needed.
+        return fused_attention(q, k, v).0;
     }
     let batch = dims[0];
     let sub = sub_batch_size(dims, max_score_bytes);
@@ -177,26 +193,6 @@ pub fn attention(
         })
         .collect();
     Tensor::cat(parts, 0)
-}
-
-/// Runs [`cpu::attention_cpu`] on the tensors' host copies (flex keeps data on the host, so
-/// the copies are memcpys).
-///
-/// # Shapes
-/// - q, k, v: `[batch, heads, L, d]`
-/// - output: `[batch, heads, L, d]`
-fn attention_host(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let [b, h, l, d] = q.dims();
-    let device = q.device();
-    let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>();
-    match (host(q.clone()), host(k.clone()), host(v.clone())) {
-        (Ok(qh), Ok(kh), Ok(vh)) => {
-            let mut out = vec![0f32; qh.len()];
-            cpu::attention_cpu(&qh, &kh, &vh, &mut out, b * h, l, d);
-            Tensor::from_data(burn::tensor::TensorData::new(out, [b, h, l, d]), &device)
-        }
-        _ => attention_reference(q, k, v),
-    }
 }
 
 #[cfg(test)]
