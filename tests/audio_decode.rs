@@ -469,7 +469,14 @@ fn multichannel_needs_downmix() {
             msg.contains("mono and stereo") && msg.contains("downmix"),
             "{msg}"
         );
-        let b = decode_file(p, &DecodeOptions { downmix: true }).unwrap();
+        let b = decode_file(
+            p,
+            &DecodeOptions {
+                downmix: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(b.num_channels(), 2);
         assert_eq!(b.sample_rate, rate);
         assert_eq!(b.len(), rate as usize / 2);

@@ -63,6 +63,10 @@ pub struct DecodeOptions {
     /// Mix files with more than two channels down to stereo (see the module docs for the rule).
     /// When `false` (the default) such files produce [`AudioError::TooManyChannels`].
     pub downmix: bool,
+    /// Which audio track of a multi-track file to decode, counted from 0 in container order
+    /// among audio tracks (e.g. the five streams of a MUSDB18 `.stem.mp4`). `None` (the
+    /// default): the file's default audio track.
+    pub audio_track: Option<usize>,
 }
 
 /// Basic information about an audio file, obtained without decoding it.
@@ -124,7 +128,7 @@ pub fn probe_info(path: &Path) -> Result<AudioInfo, AudioError> {
 fn probe_inner(path: &Path) -> Result<AudioInfo, AudioError> {
     let format = open_format(path)?;
     let is_mp4 = format.format_info().short_name == "isomp4";
-    let track = select_track(path, format.as_ref())?;
+    let track = select_track(path, format.as_ref(), None)?;
     let params = audio_params(path, &track)?;
     let sample_rate = params.0.ok_or_else(|| AudioError::Unsupported {
         path: path.to_path_buf(),
@@ -260,8 +264,39 @@ fn open_format(path: &Path) -> Result<Box<dyn FormatReader + 'static>, AudioErro
         .map_err(|e| map_err(path, e, true))
 }
 
-/// Picks the default audio track, falling back to the first audio track with a known codec.
-fn select_track(path: &Path, format: &dyn FormatReader) -> Result<Track, AudioError> {
+/// Number of audio tracks in a file (5 for a MUSDB18 `.stem.mp4`), from its header.
+pub fn audio_track_count(path: &Path) -> Result<usize, AudioError> {
+    let format = open_format(path)?;
+    Ok(audio_tracks(format.as_ref()).len())
+}
+
+fn audio_tracks(format: &dyn FormatReader) -> Vec<&Track> {
+    format
+        .tracks()
+        .iter()
+        .filter(|t| t.codec_params.as_ref().and_then(|p| p.audio()).is_some())
+        .collect()
+}
+
+/// Picks audio track `index` (container order among audio tracks) or, for `None`, the default
+/// audio track, falling back to the first audio track with a known codec.
+fn select_track(
+    path: &Path,
+    format: &dyn FormatReader,
+    index: Option<usize>,
+) -> Result<Track, AudioError> {
+    if let Some(i) = index {
+        let tracks = audio_tracks(format);
+        let n = tracks.len();
+        return tracks
+            .into_iter()
+            .nth(i)
+            .cloned()
+            .ok_or_else(|| AudioError::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!("audio track {i} asked for, but the file has {n}"),
+            });
+    }
     format
         .default_track(TrackType::Audio)
         .or_else(|| format.first_track_known_codec(TrackType::Audio))
@@ -344,7 +379,7 @@ fn decode_inner(
 ) -> Result<(AudioBuffer, DecodeStats), AudioError> {
     let mut format = open_format(path)?;
     let is_mp4 = format.format_info().short_name == "isomp4";
-    let mut track = select_track(path, format.as_ref())?;
+    let mut track = select_track(path, format.as_ref(), opts.audio_track)?;
     let (header_rate, header_channels) = audio_params(path, &track)?;
     if let Some(ch) = header_channels
         && ch > 2
@@ -382,7 +417,7 @@ fn decode_inner(
             Err(SymError::ResetRequired) => {
                 // Track list changed (e.g. chained OGG): re-select and rebuild the decoder.
                 stats.resets += 1;
-                track = select_track(path, format.as_ref())?;
+                track = select_track(path, format.as_ref(), opts.audio_track)?;
                 audio_params(path, &track)?;
                 decoder = make_decoder(path, &track)?;
                 continue;

@@ -254,7 +254,13 @@ fn separate_one(
     downmix: bool,
 ) -> Result<Vec<PathBuf>> {
     let t0 = Instant::now();
-    let audio = decode_file(file, &DecodeOptions { downmix })?;
+    let audio = decode_file(
+        file,
+        &DecodeOptions {
+            downmix,
+            ..Default::default()
+        },
+    )?;
     let secs = audio.duration_secs();
     let pb = bar(1, track_name(file));
     let stems = sep.separate(&audio, params, cancel, &mut |p| {

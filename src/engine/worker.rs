@@ -219,7 +219,13 @@ fn run_inbox(
 }
 
 fn decode_job(job: JobId, path: &Path, out: &Outbox) {
-    let result = decode_file(path, &DecodeOptions { downmix: true });
+    let result = decode_file(
+        path,
+        &DecodeOptions {
+            downmix: true,
+            ..Default::default()
+        },
+    );
     out.send(match result {
         Ok(audio) => EngineEvent::SongLoaded {
             job,
@@ -275,11 +281,17 @@ fn run_jobs(jobs: &Receiver<Job>, out: &Outbox, tokens: &Tokens) {
                 export,
             } => {
                 let token = token_of(tokens, job);
-                let result = decode_file(&path, &DecodeOptions { downmix: true })
-                    .map_err(EngineError::from)
-                    .and_then(|song| {
-                        separate(job, &song, &model, device, &params, &token, &mut cache, out)
-                    });
+                let result = decode_file(
+                    &path,
+                    &DecodeOptions {
+                        downmix: true,
+                        ..Default::default()
+                    },
+                )
+                .map_err(EngineError::from)
+                .and_then(|song| {
+                    separate(job, &song, &model, device, &params, &token, &mut cache, out)
+                });
                 match result {
                     Ok((stems, seconds, peak_bytes)) => {
                         let stems = Arc::new(stems);

@@ -3,16 +3,19 @@
 //! Layouts:
 //! - MUSDB18-HQ folders: `<root>/<track>/{mixture,vocals,drums,bass,other}.wav` (also what
 //!   `locosep synth` writes);
+//! - MUSDB18 `.stem.mp4` files in the root: `<root>/<track>.stem.mp4`, five AAC streams in
+//!   the order mixture, drums, bass, other, vocals (each stream's encoder delay is trimmed by
+//!   the decoder's edit-list handling, so stems stay aligned with the mixture);
 //! - a user's own folders of stems: any subset of the four (missing stems are silence), other
 //!   stem files mapped by [`stem_for_name`] (e.g. `lead_vocals.wav` → vocals, `guitar.wav` →
 //!   other) and summed; the mixture is the sum of the stems when no `mixture.*` exists.
 //!
-//! WAV files are read by seeking to the segment (hound); other formats are decoded whole, one
-//! file at a time, and cut.
+//! WAV files are read by seeking to the segment (hound); other formats (and each stream of a
+//! `.stem.mp4`) are decoded whole, one stream at a time, and cut.
 
 use std::path::{Path, PathBuf};
 
-use crate::audio::decode::{DecodeOptions, decode_file, probe_info};
+use crate::audio::decode::{DecodeOptions, audio_track_count, decode_file, probe_info};
 use crate::audio::resample::resample;
 
 /// The four target stems, in model order.
@@ -23,7 +26,7 @@ pub const STEMS: [&str; 4] = ["vocals", "drums", "bass", "other"];
 pub enum DatasetError {
     /// No usable track under the root.
     #[error(
-        "no tracks found in {0}: expected <track>/ folders holding mixture.wav and/or stem files (vocals, drums, bass, other)"
+        "no tracks found in {0}: expected <track>/ folders holding mixture.wav and/or stem files (vocals, drums, bass, other), or <track>.stem.mp4 files"
     )]
     NoTracks(PathBuf),
     /// The folder could not be listed.
@@ -37,6 +40,14 @@ pub enum DatasetError {
     /// A file could not be decoded.
     #[error(transparent)]
     Audio(#[from] crate::audio::AudioError),
+    /// A file does not have the layout its name promises.
+    #[error("{path}: {detail}")]
+    Format {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A WAV segment read failed.
     #[error("cannot read {path}: {detail}")]
     Wav {
@@ -76,15 +87,36 @@ pub fn stem_for_name(name: &str) -> Option<usize> {
     }
 }
 
-/// One track: its files per stem (several files may sum into one stem) and length.
+/// Where one stem's audio lives: a file, or one audio stream of a multi-stream file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The file.
+    pub path: PathBuf,
+    /// Audio stream index inside it (`.stem.mp4`); None = its default stream.
+    pub audio_track: Option<usize>,
+}
+
+impl From<PathBuf> for Source {
+    fn from(path: PathBuf) -> Self {
+        Self {
+            path,
+            audio_track: None,
+        }
+    }
+}
+
+/// Stream order of a MUSDB18 `.stem.mp4` as indices into [`STEMS`] (stream 0 is the mixture).
+const STEM_MP4_ORDER: [usize; 4] = [1, 2, 3, 0];
+
+/// One track: its sources per stem (several may sum into one stem) and length.
 #[derive(Debug, Clone)]
 pub struct Track {
-    /// Folder name.
+    /// Folder name (or `.stem.mp4` file name without that suffix).
     pub name: String,
-    /// Explicit mixture file, if any.
-    pub mixture: Option<PathBuf>,
-    /// Files summed into each of the four stems (empty = silence).
-    pub stems: [Vec<PathBuf>; 4],
+    /// Explicit mixture, if any.
+    pub mixture: Option<Source>,
+    /// Sources summed into each of the four stems (empty = silence).
+    pub stems: [Vec<Source>; 4],
     /// Length in samples at `rate`.
     pub len: usize,
     /// Sample rate of the files.
@@ -99,21 +131,25 @@ pub fn scan(root: &Path) -> Result<Vec<Track>, DatasetError> {
         path: root.to_path_buf(),
         source: e,
     };
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
         .collect();
-    dirs.sort();
+    entries.sort();
     let mut tracks = vec![];
-    for dir in dirs {
+    for file in entries.iter().filter(|p| p.is_file()) {
+        if let Some(track) = stem_mp4_track(file)? {
+            tracks.push(track);
+        }
+    }
+    for dir in entries.into_iter().filter(|p| p.is_dir()) {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
             Err(_) => continue,
         };
         files.sort();
         let mut mixture = None;
-        let mut stems: [Vec<PathBuf>; 4] = Default::default();
+        let mut stems: [Vec<Source>; 4] = Default::default();
         for f in files {
             let ext = f
                 .extension()
@@ -130,10 +166,10 @@ pub fn scan(root: &Path) -> Result<Vec<Track>, DatasetError> {
                 None if stem.eq_ignore_ascii_case("mixture")
                     || stem.eq_ignore_ascii_case("mix") =>
                 {
-                    mixture = Some(f)
+                    mixture = Some(Source::from(f))
                 }
                 None => {}
-                Some(i) => stems[i].push(f),
+                Some(i) => stems[i].push(Source::from(f)),
             }
         }
         let Some(first) = mixture
@@ -142,7 +178,7 @@ pub fn scan(root: &Path) -> Result<Vec<Track>, DatasetError> {
         else {
             continue;
         };
-        let info = probe_info(&first)?;
+        let info = probe_info(&first.path)?;
         let len = info
             .duration_secs
             .map_or(0, |d| (d * info.sample_rate as f64).round() as usize);
@@ -160,27 +196,75 @@ pub fn scan(root: &Path) -> Result<Vec<Track>, DatasetError> {
     if tracks.is_empty() {
         return Err(DatasetError::NoTracks(root.to_path_buf()));
     }
+    tracks.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tracks)
 }
 
-/// Reads `[start, start+len)` of a file as stereo at `rate` (mono is duplicated), zero-padded
-/// past the end.
+/// A `.stem.mp4` file as a track (None for any other file). Errors when it has fewer than
+/// five audio streams.
+fn stem_mp4_track(file: &Path) -> Result<Option<Track>, DatasetError> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    let Some(base) = lower
+        .strip_suffix(".stem.mp4")
+        .or_else(|| lower.strip_suffix(".stem.m4a"))
+    else {
+        return Ok(None);
+    };
+    let base = name[..base.len()].to_string();
+    let streams = audio_track_count(file)?;
+    if streams < 5 {
+        return Err(DatasetError::Format {
+            path: file.to_path_buf(),
+            detail: format!(
+                "a .stem.mp4 needs 5 audio streams (mixture, drums, bass, other, vocals); this \
+                 one has {streams}"
+            ),
+        });
+    }
+    let source = |i: usize| Source {
+        path: file.to_path_buf(),
+        audio_track: Some(i),
+    };
+    let mut stems: [Vec<Source>; 4] = Default::default();
+    for (stream, &stem) in STEM_MP4_ORDER.iter().enumerate() {
+        stems[stem].push(source(stream + 1));
+    }
+    let info = probe_info(file)?;
+    let len = info
+        .duration_secs
+        .map_or(0, |d| (d * info.sample_rate as f64).round() as usize);
+    Ok(Some(Track {
+        name: base,
+        mixture: Some(source(0)),
+        stems,
+        len,
+        rate: info.sample_rate,
+    }))
+}
+
+/// Reads `[start, start+len)` of a source as stereo at `rate` (mono is duplicated),
+/// zero-padded past the end.
 pub fn read_segment(
-    path: &Path,
+    source: &Source,
     start: usize,
     len: usize,
     rate: u32,
 ) -> Result<[Vec<f32>; 2], DatasetError> {
+    let path = source.path.as_path();
     let is_wav = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-    let mut chans: Vec<Vec<f32>> = if is_wav {
+    let mut chans: Vec<Vec<f32>> = if is_wav && source.audio_track.is_none() {
         match read_wav_segment(path, start, len) {
             Ok((r, c)) if r == rate => c,
-            _ => decode_cut(path, start, len, rate)?,
+            _ => decode_cut(source, start, len, rate)?,
         }
     } else {
-        decode_cut(path, start, len, rate)?
+        decode_cut(source, start, len, rate)?
     };
     for c in chans.iter_mut() {
         c.resize(len, 0.0);
@@ -195,12 +279,16 @@ pub fn read_segment(
 }
 
 fn decode_cut(
-    path: &Path,
+    source: &Source,
     start: usize,
     len: usize,
     rate: u32,
 ) -> Result<Vec<Vec<f32>>, DatasetError> {
-    let mut buf = decode_file(path, &DecodeOptions { downmix: true })?;
+    let opts = DecodeOptions {
+        downmix: true,
+        audio_track: source.audio_track,
+    };
+    let mut buf = decode_file(&source.path, &opts)?;
     if buf.sample_rate != rate {
         buf = resample(&buf, rate)?;
     }

@@ -145,7 +145,7 @@ pub fn evaluate_estimates(
                 for (s, name) in STEMS.iter().enumerate() {
                     let p = dir.join(&t.name).join(format!("{name}.wav"));
                     est[s] = if p.exists() {
-                        read_segment(&p, start, len, rate)?
+                        read_segment(&p.into(), start, len, rate)?
                     } else {
                         [vec![0.0; len], vec![0.0; len]]
                     };
