@@ -54,10 +54,26 @@ impl ModelChoice {
         match self {
             ModelChoice::Bundled => "bundled model".to_string(),
             ModelChoice::Preset { name, .. } => name.clone(),
-            ModelChoice::Config { config, .. } => config
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| config.display().to_string()),
+            ModelChoice::Config { config, .. } => {
+                let stem = config
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| config.display().to_string());
+                // A training checkpoint folder (`run/best/config.json`): name it `run/best`.
+                let parent = |p: Option<&std::path::Path>| {
+                    p.and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                };
+                match (
+                    stem.as_str(),
+                    parent(config.parent()),
+                    parent(config.parent().and_then(|p| p.parent())),
+                ) {
+                    ("config", Some(dir), Some(run)) => format!("{run}/{dir}"),
+                    ("config", Some(dir), None) => dir,
+                    _ => stem,
+                }
+            }
         }
     }
 }

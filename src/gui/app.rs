@@ -12,6 +12,7 @@ use egui::{Color32, RichText, Ui};
 use super::command::Command;
 use super::compare::{ComparePanel, RunStatus, reference_files};
 use super::export_panel::{ExportPanel, pick_folder};
+use super::finetune::{Field, FineTuneAction, FineTuneForm, FineTunePanel};
 use super::lane::Lane;
 use super::memory_graph::MemoryGraph;
 use super::mixer::MixerState;
@@ -25,6 +26,8 @@ use crate::audio::AudioBuffer;
 use crate::engine::export::track_name;
 use crate::engine::messages::{EngineCommand, EngineEvent, JobId, ModelChoice};
 use crate::engine::separator::{SeparateParams, Stems};
+use crate::train::trainer::TrainConfig;
+use crate::train::worker::{ModelSpec as TrainModel, TrainCommand, TrainUpdate};
 
 /// Extensions offered by the open dialog.
 const AUDIO_EXTENSIONS: [&str; 9] = [
@@ -94,6 +97,8 @@ pub struct LocosepApp {
     export: ExportPanel,
     presets: PresetsPanel,
     specs: Spectrograms,
+    finetune: FineTunePanel,
+    trainer: Option<(Sender<TrainCommand>, Receiver<TrainUpdate>)>,
 }
 
 impl LocosepApp {
@@ -138,12 +143,36 @@ impl LocosepApp {
             compare: ComparePanel::default(),
             presets: PresetsPanel::new(),
             specs: Spectrograms::new(ctx),
+            finetune: FineTunePanel::new(Default::default()),
+            trainer: None,
         };
+        app.finetune.form = app.settings.finetune.clone();
         app.send(EngineCommand::ListDevices);
         if let Some(path) = options.open {
             app.apply(ctx, Command::Open(path));
         }
         app
+    }
+
+    /// Connects the Fine-tune tab to a training worker (`train::worker::spawn`, or a test's
+    /// fake): commands go out on `commands`, progress comes back on `updates`.
+    pub fn with_trainer(
+        mut self,
+        commands: Sender<TrainCommand>,
+        updates: Receiver<TrainUpdate>,
+    ) -> Self {
+        self.trainer = Some((commands, updates));
+        self
+    }
+
+    /// The Fine-tune tab's form (tests fill it in).
+    pub fn finetune_form_mut(&mut self) -> &mut FineTuneForm {
+        &mut self.finetune.form
+    }
+
+    /// Steps the Fine-tune tab has logged in the current run.
+    pub fn finetune_steps(&self) -> usize {
+        self.finetune.logged_steps()
     }
 
     /// The mixer state (what the audio thread is told).
@@ -242,6 +271,83 @@ impl LocosepApp {
     fn poll_events(&mut self, ctx: &egui::Context) {
         while let Ok(event) = self.events.try_recv() {
             self.on_event(ctx, event);
+        }
+        let updates: Vec<TrainUpdate> = match &self.trainer {
+            Some((_, rx)) => rx.try_iter().collect(),
+            None => Vec::new(),
+        };
+        for u in updates {
+            self.finetune.update(&u);
+            if let TrainUpdate::Finished {
+                config, checkpoint, ..
+            } = u
+            {
+                // The new model joins the preset list and becomes the Separate model.
+                let pair = (config.clone(), checkpoint.clone());
+                if !self.settings.custom.contains(&pair) {
+                    self.settings.custom.push(pair);
+                }
+                self.settings.model = ModelChoice::Config { config, checkpoint };
+                self.store_settings();
+            }
+        }
+    }
+
+    /// Carries out a Fine-tune tab action.
+    fn finetune_action(&mut self, action: FineTuneAction) {
+        let Some((tx, _)) = &self.trainer else {
+            return;
+        };
+        match action {
+            FineTuneAction::Browse(field) => {
+                let picked = match field {
+                    Field::From => pick_checkpoint(),
+                    _ => rfd::FileDialog::new()
+                        .set_title("Choose a folder")
+                        .pick_folder(),
+                };
+                if let Some(p) = picked {
+                    let text = p.display().to_string();
+                    let f = &mut self.finetune.form;
+                    match field {
+                        Field::Data => f.data = text,
+                        Field::Valid => f.valid = text,
+                        Field::Out => f.out = text,
+                        Field::From => f.from = text,
+                    }
+                }
+            }
+            FineTuneAction::Start { resume } => {
+                let f = self.finetune.form.clone();
+                let path = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s.trim()));
+                let config = TrainConfig {
+                    data: PathBuf::from(f.data.trim()),
+                    valid: path(&f.valid),
+                    out: PathBuf::from(f.out.trim()),
+                    from: path(&f.from),
+                    steps: f.steps,
+                    segment_seconds: f.segment,
+                    valid_every: f.every,
+                    save_every: f.every,
+                    ..Default::default()
+                };
+                let cmd = TrainCommand::Start {
+                    model: TrainModel::Preset(f.preset.clone()),
+                    config: Box::new(config),
+                    resume,
+                };
+                if tx.send(cmd).is_ok() {
+                    self.finetune.starting();
+                } else {
+                    self.errors.push("The training worker has stopped.".into());
+                }
+                self.settings.finetune = f;
+                self.store_settings();
+            }
+            FineTuneAction::Stop => {
+                let _ = tx.send(TrainCommand::Stop);
+                self.finetune.stopping();
+            }
         }
     }
 
@@ -1068,8 +1174,21 @@ impl eframe::App for LocosepApp {
                     self.compare.show(ui, &self.settings.compare, has_song, busy, &self.specs, &mut cmds);
                 }
                 Tab::FineTune => {
-                    ui.heading("Fine-tune");
-                    ui.label("Training lives in `locosep train` for now: fine-tune a preset on your own stems from the command line, then import the checkpoint here with \"Import config + checkpoint…\".");
+                    if self.trainer.is_some() {
+                        let presets: Vec<String> = crate::model::config::builtin_presets()
+                            .into_iter()
+                            .map(|p| p.name)
+                            .collect();
+                        if let Some(action) = self.finetune.show(ui, &presets) {
+                            self.finetune_action(action);
+                        }
+                        if self.finetune.is_running() {
+                            ui.ctx().request_repaint_after(Duration::from_millis(500));
+                        }
+                    } else {
+                        ui.heading("Fine-tune");
+                        ui.label("No training worker in this window: use `locosep train` from the command line, then import the checkpoint with \"Import config + checkpoint…\".");
+                    }
                 }
             }
         });
@@ -1095,5 +1214,9 @@ impl eframe::App for LocosepApp {
     fn on_exit(&mut self) {
         // The engine cancels its jobs; a closed channel means it is already gone.
         let _ = self.engine.send(EngineCommand::Shutdown);
+        if let Some((tx, _)) = &self.trainer {
+            // A running training run stops after its step and saves.
+            let _ = tx.send(TrainCommand::Shutdown);
+        }
     }
 }

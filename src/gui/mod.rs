@@ -13,6 +13,7 @@ mod app;
 pub mod command;
 pub mod compare;
 pub mod export_panel;
+pub mod finetune;
 pub mod lane;
 pub mod memory_graph;
 pub mod mixer;
@@ -55,6 +56,10 @@ pub fn run(path: Option<PathBuf>) -> Result<(), String> {
                 std::sync::mpsc::Sender<EngineCommand>,
                 std::sync::mpsc::Receiver<EngineEvent>,
             ) = EngineHandle::spawn(move || ctx.request_repaint())?;
+            let repaint = cc.egui_ctx.clone();
+            let (train_tx, train_rx) =
+                crate::train::worker::spawn(move || repaint.request_repaint())
+                    .map_err(|e| format!("cannot start the training worker: {e}"))?;
             let app = LocosepApp::new(
                 &cc.egui_ctx,
                 cc.storage,
@@ -65,7 +70,8 @@ pub fn run(path: Option<PathBuf>) -> Result<(), String> {
                     settings_path: settings::Settings::default_path(),
                     audio: true,
                 },
-            );
+            )
+            .with_trainer(train_tx, train_rx);
             Ok(Box::new(app))
         }),
     )

@@ -99,6 +99,8 @@ pub struct Settings {
     pub layout: Layout,
     /// Models ticked for comparison.
     pub compare: Vec<ModelChoice>,
+    /// The Fine-tune tab's form.
+    pub finetune: super::finetune::FineTuneForm,
 }
 
 impl Default for Settings {
@@ -115,6 +117,7 @@ impl Default for Settings {
             recent: Vec::new(),
             layout: Layout::default(),
             compare: Vec::new(),
+            finetune: Default::default(),
         }
     }
 }

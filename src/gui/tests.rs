@@ -444,3 +444,102 @@ fn compare_two_models_side_by_side() {
     h.get_by_label("7.50 s");
     h.snapshot("compare_view");
 }
+
+#[test]
+fn fine_tune_tab_starts_stops_and_adds_the_model() {
+    use crate::train::trainer::{StepLog, TrainEvent, ValidLog};
+    use crate::train::worker::{ModelSpec, TrainCommand, TrainUpdate};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = AppOptions {
+        settings_path: Some(settings_file(dir.path(), |_| {})),
+        ..Default::default()
+    };
+    let (cmd_tx, _cmd_rx) = channel();
+    let (_ev_tx, ev_rx) = channel();
+    let (train_tx, train_rx) = channel();
+    let (up_tx, up_rx) = channel();
+    let mut h = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe(move |cc| {
+            LocosepApp::new(&cc.egui_ctx, None, cmd_tx, ev_rx, options)
+                .with_trainer(train_tx, up_rx)
+        });
+    h.get_by_label("Fine-tune").click();
+    h.run_ok();
+    {
+        let form = h.state_mut().finetune_form_mut();
+        form.data = "/data/my-stems".into();
+        form.out = "/runs/mine".into();
+        form.steps = 3;
+    }
+    h.run_ok();
+    h.get_by_label("Start training").click();
+    h.run_ok();
+    match train_rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("a command")
+    {
+        TrainCommand::Start {
+            model,
+            config,
+            resume,
+        } => {
+            assert_eq!(model, ModelSpec::Preset("demo".into()));
+            assert_eq!(config.data, PathBuf::from("/data/my-stems"));
+            assert_eq!(config.out, PathBuf::from("/runs/mine"));
+            assert_eq!(config.steps, 3);
+            assert!(!resume);
+        }
+        other => panic!("expected Start, got {other:?}"),
+    }
+    let send = |u: TrainUpdate| up_tx.send(u).expect("app alive");
+    send(TrainUpdate::Started {
+        out: "/runs/mine".into(),
+        steps: 3,
+    });
+    for (step, loss) in [(1, 14.0), (2, 9.5)] {
+        send(TrainUpdate::Event(TrainEvent::Step(StepLog {
+            step,
+            loss,
+            si_sdr: vec![0.0; 4],
+            lr: 1e-3,
+        })));
+        send(TrainUpdate::Memory(MemorySample {
+            t: step as f64,
+            in_use: None,
+            reserved: None,
+            rss: Some((300 + 40 * step as u64) << 20),
+        }));
+    }
+    send(TrainUpdate::Event(TrainEvent::Valid(ValidLog {
+        step: 2,
+        sdr: vec![1.0, 2.0, 3.0, 0.5],
+        mean_sdr: 1.625,
+    })));
+    h.run_ok();
+    assert_eq!(h.state().finetune_steps(), 2);
+    h.get_by_label_contains("step 2 / 3");
+    h.get_by_label_contains("last 1.62 dB");
+    h.get_by_label("Stop").click();
+    h.run_ok();
+    assert!(matches!(
+        train_rx.recv_timeout(Duration::from_secs(2)),
+        Ok(TrainCommand::Stop)
+    ));
+    let (config, checkpoint) = (
+        PathBuf::from("/runs/mine/best/config.json"),
+        PathBuf::from("/runs/mine/best/model.safetensors"),
+    );
+    send(TrainUpdate::Finished {
+        steps: 2,
+        config: config.clone(),
+        checkpoint: checkpoint.clone(),
+        stopped: true,
+    });
+    h.run_ok();
+    h.get_by_label_contains("Run stopped after 2 steps");
+    let s = h.state().settings();
+    assert!(s.custom.contains(&(config.clone(), checkpoint.clone())));
+    assert_eq!(s.model, ModelChoice::Config { config, checkpoint });
+    h.snapshot("finetune_tab");
+}

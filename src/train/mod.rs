@@ -8,5 +8,6 @@ pub mod eval;
 pub mod loss;
 pub mod spectral;
 pub mod trainer;
+pub mod worker;
 
 pub use trainer::{TrainConfig, TrainEvent, TrainState, train};

@@ -1,0 +1,411 @@
+//! The Fine-tune tab: pick the data, output folder, preset (or a checkpoint to start from) and
+//! steps; start, stop and resume a run on the training worker (`train::worker`, reached only
+//! through its message enums); watch the loss, the validation SDR and the process memory live.
+//! When a run ends its checkpoint is added to the preset picker by the app.
+
+use eframe::egui;
+use egui::{Color32, Pos2, RichText, Sense, Shape, Stroke, Ui, Vec2};
+
+use super::memory_graph::MemoryGraph;
+use crate::train::trainer::{StepLog, TrainEvent, ValidLog};
+use crate::train::worker::TrainUpdate;
+
+const LOSS: Color32 = Color32::from_rgb(90, 170, 255);
+const SDR: Color32 = Color32::from_rgb(120, 220, 120);
+
+/// The form of the tab (kept across restarts in the settings).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct FineTuneForm {
+    /// Training data folder (MUSDB18-HQ layout, `.stem.mp4` files or folders of stems).
+    pub data: String,
+    /// Validation data folder (empty: every 5th track of the data).
+    pub valid: String,
+    /// Output folder for checkpoints and curves.
+    pub out: String,
+    /// Preset of the architecture.
+    pub preset: String,
+    /// Checkpoint to start from (empty: fresh weights).
+    pub from: String,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Training segment length (s).
+    pub segment: f64,
+    /// Validate and save every N steps.
+    pub every: usize,
+}
+
+impl Default for FineTuneForm {
+    fn default() -> Self {
+        Self {
+            data: String::new(),
+            valid: String::new(),
+            out: "runs/finetune".into(),
+            preset: "demo".into(),
+            from: String::new(),
+            steps: 500,
+            segment: 1.0,
+            every: 50,
+        }
+    }
+}
+
+/// Which text field a Browse button fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// Training data.
+    Data,
+    /// Validation data.
+    Valid,
+    /// Output folder.
+    Out,
+    /// Starting checkpoint.
+    From,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FineTuneAction {
+    /// Start a new run (`resume: false`) or continue the one in the output folder.
+    Start {
+        /// Continue from `out/last`.
+        resume: bool,
+    },
+    /// Stop the run after its current step (it saves first).
+    Stop,
+    /// Open a file or folder dialog for a field.
+    Browse(Field),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Status {
+    Idle,
+    Starting,
+    Running { steps: usize },
+    Stopping,
+    Done(String),
+    Failed(String),
+}
+
+/// State of the tab.
+#[derive(Debug, Clone)]
+pub struct FineTunePanel {
+    /// The form.
+    pub form: FineTuneForm,
+    status: Status,
+    steps: Vec<StepLog>,
+    valid: Vec<ValidLog>,
+    memory: MemoryGraph,
+    messages: Vec<String>,
+}
+
+impl FineTunePanel {
+    /// A panel with `form` filled in.
+    pub fn new(form: FineTuneForm) -> Self {
+        Self {
+            form,
+            status: Status::Idle,
+            steps: Vec::new(),
+            valid: Vec::new(),
+            memory: MemoryGraph::default(),
+            messages: Vec::new(),
+        }
+    }
+
+    /// Whether a run is starting, running or stopping.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Starting | Status::Running { .. } | Status::Stopping
+        )
+    }
+
+    /// Steps logged so far in this run.
+    pub fn logged_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The user pressed Start or Resume: clear the curves, wait for the worker.
+    pub fn starting(&mut self) {
+        self.status = Status::Starting;
+        self.steps.clear();
+        self.valid.clear();
+        self.memory.clear();
+        self.messages.clear();
+    }
+
+    /// The user pressed Stop.
+    pub fn stopping(&mut self) {
+        if self.is_running() {
+            self.status = Status::Stopping;
+        }
+    }
+
+    /// Applies a worker update.
+    pub fn update(&mut self, u: &TrainUpdate) {
+        match u {
+            TrainUpdate::Started { steps, .. } => {
+                if self.status != Status::Stopping {
+                    self.status = Status::Running { steps: *steps };
+                }
+            }
+            TrainUpdate::Event(TrainEvent::Step(s)) => self.steps.push(s.clone()),
+            TrainUpdate::Event(TrainEvent::Valid(v)) => self.valid.push(v.clone()),
+            TrainUpdate::Event(TrainEvent::Saved(p)) => {
+                self.messages.push(format!("saved {}", p.display()))
+            }
+            TrainUpdate::Event(TrainEvent::Message(m)) => self.messages.push(m.clone()),
+            TrainUpdate::Memory(s) => self.memory.push(*s),
+            TrainUpdate::Finished {
+                steps,
+                checkpoint,
+                stopped,
+                ..
+            } => {
+                let how = if *stopped { "stopped" } else { "finished" };
+                self.status = Status::Done(format!(
+                    "Run {how} after {steps} steps; {} is now in the preset list.",
+                    checkpoint.display()
+                ));
+            }
+            TrainUpdate::Failed(m) => self.status = Status::Failed(m.clone()),
+        }
+        if self.messages.len() > 6 {
+            self.messages.drain(..self.messages.len() - 6);
+        }
+    }
+
+    /// Draws the tab; returns what the user asked for.
+    pub fn show(&mut self, ui: &mut Ui, presets: &[String]) -> Option<FineTuneAction> {
+        let mut action = None;
+        ui.heading("Fine-tune");
+        ui.label(
+            "Train a preset on your own multitrack songs (folders of stems, MUSDB18-HQ folders \
+             or .stem.mp4 files), or continue from a checkpoint. The finished model appears in \
+             the preset list.",
+        );
+        let busy = self.is_running();
+        ui.add_enabled_ui(!busy, |ui| {
+            egui::Grid::new("finetune form")
+                .num_columns(3)
+                .spacing([8.0, 6.0])
+                .show(ui, |ui| {
+                    let f = &mut self.form;
+                    for (label, field, text, hint) in [
+                        ("Training data", Field::Data, &mut f.data, "folder of songs"),
+                        (
+                            "Validation data",
+                            Field::Valid,
+                            &mut f.valid,
+                            "optional: every 5th song",
+                        ),
+                        ("Output folder", Field::Out, &mut f.out, "runs/finetune"),
+                        (
+                            "Start from",
+                            Field::From,
+                            &mut f.from,
+                            "optional checkpoint",
+                        ),
+                    ] {
+                        let l = ui.label(label);
+                        ui.add_sized(
+                            [360.0, 20.0],
+                            egui::TextEdit::singleline(text).hint_text(hint),
+                        )
+                        .labelled_by(l.id);
+                        if ui
+                            .button("Browse…")
+                            .on_hover_text(format!("Choose the {}", label.to_lowercase()))
+                            .clicked()
+                        {
+                            action = Some(FineTuneAction::Browse(field));
+                        }
+                        ui.end_row();
+                    }
+                    let l = ui.label("Preset");
+                    egui::ComboBox::from_id_salt("finetune preset")
+                        .selected_text(&f.preset)
+                        .show_ui(ui, |ui| {
+                            for p in presets {
+                                ui.selectable_value(&mut f.preset, p.clone(), p);
+                            }
+                        })
+                        .response
+                        .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Steps");
+                    ui.add(egui::DragValue::new(&mut f.steps).range(1..=1_000_000))
+                        .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Segment (s)");
+                    ui.add(
+                        egui::DragValue::new(&mut f.segment)
+                            .range(0.25..=30.0)
+                            .speed(0.05),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Validate + save every");
+                    ui.add(egui::DragValue::new(&mut f.every).range(1..=100_000))
+                        .labelled_by(l.id);
+                    ui.end_row();
+                });
+        });
+        ui.horizontal(|ui| {
+            let ready = !busy && !self.form.data.trim().is_empty() && !self.form.out.is_empty();
+            if ui
+                .add_enabled(ready, egui::Button::new("Start training"))
+                .clicked()
+            {
+                action = Some(FineTuneAction::Start { resume: false });
+            }
+            if ui
+                .add_enabled(ready, egui::Button::new("Resume"))
+                .on_hover_text("Continue the run in the output folder from its last checkpoint")
+                .clicked()
+            {
+                action = Some(FineTuneAction::Start { resume: true });
+            }
+            if ui
+                .add_enabled(
+                    matches!(self.status, Status::Running { .. } | Status::Starting),
+                    egui::Button::new("Stop"),
+                )
+                .on_hover_text("Stop after the current step; a checkpoint is saved first")
+                .clicked()
+            {
+                action = Some(FineTuneAction::Stop);
+            }
+        });
+        match &self.status {
+            Status::Idle => {}
+            Status::Starting => {
+                ui.label("Starting…");
+            }
+            Status::Running { steps } => {
+                let done = self.steps.len();
+                ui.add(
+                    egui::ProgressBar::new(done as f32 / (*steps).max(1) as f32)
+                        .text(format!("step {done} / {steps}")),
+                );
+            }
+            Status::Stopping => {
+                ui.label("Stopping after the current step…");
+            }
+            Status::Done(m) => {
+                ui.label(RichText::new(m).color(SDR));
+            }
+            Status::Failed(m) => {
+                ui.label(RichText::new(format!("Training failed: {m}")).color(Color32::LIGHT_RED));
+            }
+        }
+        ui.separator();
+        ui.columns(2, |cols| {
+            let loss: Vec<[f64; 2]> = self
+                .steps
+                .iter()
+                .map(|s| [s.step as f64, s.loss as f64])
+                .collect();
+            let last = self.steps.last().map(|s| format!(" · last {:.3}", s.loss));
+            cols[0].label(format!("Training loss{}", last.unwrap_or_default()));
+            chart(&mut cols[0], "loss curve", &loss, LOSS, 150.0);
+            let sdr: Vec<[f64; 2]> = self
+                .valid
+                .iter()
+                .map(|v| [v.step as f64, v.mean_sdr])
+                .collect();
+            let last = self
+                .valid
+                .last()
+                .map(|v| format!(" · last {:.2} dB", v.mean_sdr));
+            cols[1].label(format!("Validation SDR (mean){}", last.unwrap_or_default()));
+            chart(&mut cols[1], "sdr curve", &sdr, SDR, 150.0);
+        });
+        ui.label(match self.memory.peak() {
+            Some(p) => format!(
+                "Process memory (peak {})",
+                crate::memory::planner::format_bytes(p)
+            ),
+            None => "Process memory".into(),
+        });
+        self.memory.show(ui, 90.0);
+        for m in &self.messages {
+            ui.label(RichText::new(m).small());
+        }
+        action
+    }
+}
+
+/// A line chart of `points` (x ascending) with its min and max written at the left edge.
+fn chart(ui: &mut Ui, name: &str, points: &[[f64; 2]], color: Color32, height: f32) {
+    let (rect, response) =
+        ui.allocate_exact_size(Vec2::new(ui.available_width(), height), Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, name));
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+    let finite: Vec<[f64; 2]> = points
+        .iter()
+        .copied()
+        .filter(|p| p[0].is_finite() && p[1].is_finite())
+        .collect();
+    if finite.is_empty() {
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            "no data yet",
+            egui::FontId::proportional(12.0),
+            ui.visuals().weak_text_color(),
+        );
+        return;
+    }
+    let (x0, x1) = (
+        finite[0][0],
+        finite[finite.len() - 1][0].max(finite[0][0] + 1.0),
+    );
+    let lo = finite.iter().map(|p| p[1]).fold(f64::INFINITY, f64::min);
+    let hi = finite
+        .iter()
+        .map(|p| p[1])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if hi - lo < 1e-9 {
+        (lo - 1.0, hi + 1.0)
+    } else {
+        (lo, hi)
+    };
+    let inner = rect.shrink(8.0);
+    let to_screen = |p: [f64; 2]| {
+        Pos2::new(
+            inner.left() + ((p[0] - x0) / (x1 - x0)) as f32 * inner.width(),
+            inner.bottom() - ((p[1] - lo) / (hi - lo)) as f32 * inner.height(),
+        )
+    };
+    let line: Vec<Pos2> = finite.iter().map(|p| to_screen(*p)).collect();
+    if line.len() == 1 {
+        painter.circle_filled(line[0], 3.0, color);
+    } else {
+        painter.add(Shape::line(line, Stroke::new(1.5, color)));
+    }
+    let font = egui::FontId::proportional(11.0);
+    let weak = ui.visuals().weak_text_color();
+    painter.text(
+        inner.left_top(),
+        egui::Align2::LEFT_TOP,
+        format!("{hi:.2}"),
+        font.clone(),
+        weak,
+    );
+    painter.text(
+        inner.left_bottom(),
+        egui::Align2::LEFT_BOTTOM,
+        format!("{lo:.2}"),
+        font.clone(),
+        weak,
+    );
+    painter.text(
+        inner.right_bottom(),
+        egui::Align2::RIGHT_BOTTOM,
+        format!("step {x1:.0}"),
+        font,
+        weak,
+    );
+}
