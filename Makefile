@@ -24,10 +24,12 @@ deps:
 build: deps
 	$(CARGO) build --bin locosep
 
-## run: separate the bundled demo song into ./stems/ (replacing earlier demo stems)
+## run: separate the bundled demo song into ./stems/ (replacing earlier demo stems), then
+## score the stems against the song's true stems (SDR per stem, and over the mixture)
 run: build
 	@test -n "$(DEMO_SONG)" || { echo "no demo song under assets/demo/"; exit 1; }
 	$(BIN) separate "$(DEMO_SONG)" --out stems --overwrite
+	$(BIN) eval --data "$(dir $(patsubst %/,%,$(dir $(DEMO_SONG))))" --estimates stems
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN) "$(DEMO_SONG)" || true; fi
 
 ## test: the whole test suite (installs what it needs first)

@@ -199,6 +199,12 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     };
     print!("{}", report.table());
     println!("mean SDR over stems: {:.2} dB", report.mean_sdr());
+    if !a.baseline {
+        // Context for the numbers: the same metrics for the mixture used as every stem.
+        let baseline = evaluate_estimates(&tracks, None, a.seconds, 44_100)?;
+        println!();
+        print!("{}", report.improvement_table(&baseline));
+    }
     if let Some(p) = &a.json {
         let js = serde_json::to_string_pretty(&report)?;
         crate::audio::encode::write_atomic(p, true, |f| {
