@@ -8,7 +8,7 @@ CARGO ?= cargo
 BIN := target/debug/locosep
 DEMO_SONG := $(firstword $(wildcard assets/demo/*/mixture.wav))
 
-.PHONY: run test deps build fmt bench clean-stems
+.PHONY: run test deps build fmt bench fuzz clean-stems
 
 ## deps: install the missing system packages (apt-get, as root or through sudo)
 deps:
@@ -39,6 +39,11 @@ test: deps
 ## bench: the CPU benchmark quoted in the README
 bench: build
 	$(BIN) bench --preset small --seconds 2 --device cpu
+
+## fuzz: the fuzz targets of `make test` for 10 minutes each (FUZZ_SECONDS to change)
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	LOCOSEP_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --test fuzz -- --test-threads=1 --nocapture
 
 fmt:
 	$(CARGO) fmt

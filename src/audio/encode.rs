@@ -387,8 +387,31 @@ pub fn is_temp_file(path: &Path) -> bool {
     })
 }
 
+/// The process id written into a temporary file's name by [`write_atomic`]
+/// (`.{name}.{pid}-{n}-{nanos}.locosep-tmp`), if the name has that shape.
+fn temp_owner(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?.strip_suffix(TEMP_SUFFIX)?;
+    let (_, tail) = name.rsplit_once('.')?;
+    tail.split('-').next()?.parse().ok()
+}
+
+/// Whether process `pid` is running (Linux: `/proc/<pid>` exists; elsewhere only this process
+/// is known to run).
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        false
+    }
+}
+
 /// Deletes leftover temporary files (see [`is_temp_file`]) directly inside `dir` (not
-/// recursive). Returns how many were removed. A missing directory counts as 0.
+/// recursive) whose writer is no longer running — a temp file of a live process (this one or
+/// another locosep writing beside it) is left alone. Returns how many were removed. A missing
+/// directory counts as 0.
 pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -399,7 +422,8 @@ pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
     for entry in entries {
         let entry = entry?;
         let p = entry.path();
-        if is_temp_file(&p) && entry.file_type()?.is_file() {
+        let live = temp_owner(&p).is_some_and(process_alive);
+        if is_temp_file(&p) && !live && entry.file_type()?.is_file() {
             match fs::remove_file(&p) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -413,6 +437,26 @@ pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleaning_spares_temp_files_of_running_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join(format!(
+            ".vocals.wav.{}-0-1{TEMP_SUFFIX}",
+            std::process::id()
+        ));
+        // Pid 0 is never a user process: a leftover of a dead writer.
+        let dead = dir.path().join(format!(".drums.wav.0-3-9{TEMP_SUFFIX}"));
+        let odd = dir.path().join(format!(".bass.wav{TEMP_SUFFIX}"));
+        let keep = dir.path().join("other.wav");
+        for p in [&own, &dead, &odd, &keep] {
+            fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(temp_owner(&own), Some(std::process::id()));
+        assert_eq!(clean_temp_files(dir.path()).unwrap(), 2);
+        assert!(own.exists() && keep.exists());
+        assert!(!dead.exists() && !odd.exists());
+    }
 
     fn test_buf(rate: u32, nch: usize, len: usize) -> AudioBuffer {
         let channels = (0..nch)

@@ -144,6 +144,13 @@ impl ExportOptions {
     pub fn write(&self, track: &str, stems: &Stems) -> Result<Vec<PathBuf>, EngineError> {
         let targets = self.targets(track, &stems.names)?;
         self.check_targets(&targets)?;
+        // Leftovers of an interrupted earlier run (killed mid-write) beside the targets go
+        // first; temp files of running writers are kept.
+        let mut dirs: Vec<&Path> = targets.iter().filter_map(|(_, p)| p.parent()).collect();
+        dirs.dedup();
+        for d in dirs {
+            let _ = crate::audio::encode::clean_temp_files(d);
+        }
         let mut written = Vec::with_capacity(targets.len());
         for (stem, path) in targets {
             let buf = stem_buffer(stems, &stem)?;
