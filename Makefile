@@ -8,7 +8,7 @@ CARGO ?= cargo
 BIN := target/debug/locosep
 DEMO_SONG := $(firstword $(wildcard assets/demo/*/mixture.wav))
 
-.PHONY: run test deps build fmt bench fuzz clean-stems
+.PHONY: run test deps build fmt bench fuzz package clean-stems
 
 ## deps: install the missing system packages (apt-get, as root or through sudo)
 deps:
@@ -39,6 +39,11 @@ test: deps
 ## bench: the CPU benchmark quoted in the README
 bench: build
 	$(BIN) bench --preset small --seconds 2 --device cpu
+
+## package: a release build packaged as dist/locosep_<version>_<arch>.deb
+package: deps
+	$(CARGO) build --release --bin locosep
+	packaging/build-deb.sh target/release/locosep dist
 
 ## fuzz: the fuzz targets of `make test` for 10 minutes each (FUZZ_SECONDS to change)
 FUZZ_SECONDS ?= 600

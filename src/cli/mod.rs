@@ -296,6 +296,16 @@ fn presets() -> Result<()> {
             p.description
         );
     }
+    match crate::assets::default_model() {
+        Some((config, weights, what)) => println!(
+            "\ndefault model (no --preset/--config): {what}\n  {}\n  {}",
+            config.display(),
+            weights.display()
+        ),
+        None => {
+            println!("\nno bundled default model found (pass --preset/--config and --checkpoint)")
+        }
+    }
     Ok(())
 }
 
