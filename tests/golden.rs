@@ -148,6 +148,7 @@ fn sub_batched_paths_match_one_batch() {
         max_chunk_bytes: Some(2048),
         fused_attention: false,
         burn_ops_only: true,
+        reference_attention: false,
     };
     check_folder(
         "tiny-separator",
@@ -187,6 +188,69 @@ fn mss_tiny_waveform_in_waveforms_out_on_both_backends() {
                 .flat_map(|item| item[s][0].iter().copied())
                 .collect();
             compare(&format!("{name} {stem}"), &got, &tensors[stem]).unwrap();
+        }
+    }
+}
+
+/// Whole model, forward and backward: the attention kernels (WGSL on wgpu, the host kernels
+/// on flex) against the plain-ops reference attention, through the tiny-separator fixture
+/// weights. Compared: the output, the gradient of a weighted sum of it w.r.t. the input
+/// spectrum and w.r.t. the encoder, attention and FFN weights of every block.
+#[test]
+fn whole_model_forward_and_backward_kernels_match_reference() {
+    use burn::module::Param;
+    let dir = fixtures().join("tiny-separator");
+    let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+    let sd = load_state_dict(dir.join("weights.safetensors")).unwrap();
+    let tensors = read_safetensors(dir.join("tensors.safetensors")).unwrap();
+    for (dev_name, device) in devices() {
+        let ad = device.clone().autodiff();
+        let run = |reference: bool| {
+            let net = from_state_dict(&cfg, &sd, &ad).unwrap();
+            let x = spec_input(&tensors, "input", &ad).require_grad();
+            let opts = ForwardOptions {
+                reference_attention: reference,
+                ..Default::default()
+            };
+            let out = net.forward(x.clone(), opts);
+            // A fixed, non-constant upstream gradient.
+            let n = out.shape().num_elements();
+            let w: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
+                .collect();
+            let w = Tensor::<1>::from_data(TensorData::new(w, [n]), &ad).reshape(out.dims());
+            let grads = (out.clone() * w).sum().backward();
+            let g = |p: &Param<Tensor<2>>| to_vec(p.val().grad(&grads).expect("param grad"));
+            let g3 = |p: &Param<Tensor<3>>| to_vec(p.val().grad(&grads).expect("param grad"));
+            let mut named: Vec<(String, Vec<f32>)> = vec![
+                ("output".into(), to_vec(out)),
+                (
+                    "d input".into(),
+                    to_vec(x.grad(&grads).expect("input grad")),
+                ),
+                (
+                    "d encoder".into(),
+                    to_vec(net.enc_w.val().grad(&grads).expect("encoder grad")),
+                ),
+            ];
+            for (i, b) in net.blocks.iter().enumerate() {
+                for (path, p) in [("freq", &b.freq_path), ("time", &b.frame_path)] {
+                    named.push((format!("d block.{i}.{path}.qkv"), g(&p.attn.qkv)));
+                    named.push((format!("d block.{i}.{path}.out"), g(&p.attn.out)));
+                    named.push((format!("d block.{i}.{path}.ffn"), g3(&p.ffn_post.conv_w)));
+                }
+            }
+            named
+        };
+        let (kernels, reference) = (run(false), run(true));
+        for ((name, got), (_, want)) in kernels.iter().zip(&reference) {
+            let want = TensorF32 {
+                shape: vec![want.len()],
+                data: want.clone(),
+            };
+            if let Err(e) = compare(&format!("{dev_name} {name}"), got, &want) {
+                panic!("{e}");
+            }
         }
     }
 }

@@ -163,6 +163,7 @@ impl Separator {
             fused_attention: device.is_wgpu
                 && crate::kernels::attention::fused_available(&device.device),
             burn_ops_only: false,
+            reference_attention: false,
         };
         Ok(Self {
             cfg,

@@ -15,7 +15,7 @@ use burn::tensor::module::{conv_transpose1d, conv1d, linear};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::kernels::attention::attention;
+use crate::kernels::attention::{attention, attention_reference_chunked};
 
 /// RMS group normalisation over the channel axis: each group of `C/G` channels is divided by
 /// its RMS (`x / (sqrt(mean x²) + eps)`, eps **outside** the root, as the reference), then
@@ -253,6 +253,26 @@ impl Mhsa {
     /// - x: `[N, L, C]`
     /// - output: `[N, L, C]`
     pub fn forward(&self, x: Tensor<3>, max_score_bytes: Option<usize>) -> Tensor<3> {
+        self.forward_with(x, max_score_bytes, false)
+    }
+
+    /// [`forward`](Self::forward) with attention in plain tensor ops (materialised scores,
+    /// sub-batched under `max_score_bytes`) on every backend: the reference the kernels are
+    /// tested against.
+    ///
+    /// # Shapes
+    /// - x: `[N, L, C]`
+    /// - output: `[N, L, C]`
+    pub fn forward_reference(&self, x: Tensor<3>, max_score_bytes: Option<usize>) -> Tensor<3> {
+        self.forward_with(x, max_score_bytes, true)
+    }
+
+    fn forward_with(
+        &self,
+        x: Tensor<3>,
+        max_score_bytes: Option<usize>,
+        reference: bool,
+    ) -> Tensor<3> {
         let [n, l, _c] = x.dims();
         let a = self.out.dims()[0];
         let (h, d) = (self.heads, a / self.heads);
@@ -268,7 +288,11 @@ impl Mhsa {
             q = rope.apply(q);
             k = rope.apply(k);
         }
-        let o = attention(q, k, v, max_score_bytes); // [N, h, L, d]
+        let o = if reference {
+            attention_reference_chunked(q, k, v, max_score_bytes)
+        } else {
+            attention(q, k, v, max_score_bytes)
+        }; // [N, h, L, d]
         let o = o.swap_dims(1, 2).reshape([n, l, a]);
         self.dropout.forward(linear(o, self.out.val(), None))
     }

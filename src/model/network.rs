@@ -27,6 +27,10 @@ pub struct ForwardOptions {
     /// host path (`host.rs`: per-sequence, cache-resident, same maths) is otherwise used.
     /// For tests that compare the two.
     pub burn_ops_only: bool,
+    /// Compute attention with the plain-ops reference (materialised scores, sub-batched by
+    /// `max_chunk_bytes`) even where a fused kernel exists, and run the blocks in burn ops.
+    /// For tests that compare the kernels with the reference through the whole model.
+    pub reference_attention: bool,
 }
 
 /// One path (frequency or time) of a block: macaron FFN, attention, FFN, each pre-normed with a
@@ -114,7 +118,12 @@ impl LocoPath {
         } else {
             opts.max_chunk_bytes
         };
-        x = x.clone() + self.attn.forward(self.attn_norm.forward(x), score_cap);
+        let y = self.attn_norm.forward(x.clone());
+        x = x + if opts.reference_attention {
+            self.attn.forward_reference(y, opts.max_chunk_bytes)
+        } else {
+            self.attn.forward(y, score_cap)
+        };
         x.clone() + self.ffn_post.forward(self.ffn_post_norm.forward(x))
     }
 }
@@ -282,7 +291,11 @@ impl TfLocoformer {
     fn host_blocks(&self, x: &Tensor<4>, opts: ForwardOptions) -> Option<Vec<HostBlock>> {
         let device = x.device();
         let flex = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
-        if opts.burn_ops_only || !flex || x.dtype() != burn::tensor::DType::F32 {
+        if opts.burn_ops_only
+            || opts.reference_attention
+            || !flex
+            || x.dtype() != burn::tensor::DType::F32
+        {
             return None;
         }
         self.blocks.iter().map(HostBlock::new).collect()

@@ -176,6 +176,24 @@ pub fn attention(
         // a few rows per thread, forward or backward, so no sub-batching is needed.
         return fused_attention(q, k, v).0;
     }
+    attention_reference_chunked(q, k, v, max_score_bytes)
+}
+
+/// [`attention_reference`] in sub-batches along dim 0, so that no single score tensor
+/// `sub_batch · heads · L² · 4 B` exceeds `max_score_bytes` (`None`: one batch; a single item
+/// larger than the limit still runs, alone). Any backend, differentiable.
+///
+/// # Shapes
+///
+/// - `q`, `k`, `v`: `[batch, heads, L, d]`
+/// - returns `[batch, heads, L, d]`
+pub fn attention_reference_chunked(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    max_score_bytes: Option<usize>,
+) -> Tensor<4> {
+    let dims = q.dims();
     let batch = dims[0];
     let sub = sub_batch_size(dims, max_score_bytes);
     if sub >= batch {
