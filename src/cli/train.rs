@@ -52,6 +52,12 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 5e-4)]
     pub lr: f64,
+    /// Weight of the negative SI-SDR term of the loss (the seed's main term).
+    #[arg(long, default_value_t = 1.0)]
+    pub si_sdr_weight: f32,
+    /// Weight of a negative plain-SDR term (scale-dependent: trains the output level too).
+    #[arg(long, default_value_t = 0.0)]
+    pub sdr_weight: f32,
     /// Validate every N steps.
     #[arg(long, default_value_t = 100)]
     pub valid_every: usize,
@@ -117,6 +123,11 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         valid_every: a.valid_every,
         save_every: a.save_every,
         seed: a.seed,
+        loss: crate::train::loss::LossConfig {
+            si_sdr_weight: a.si_sdr_weight,
+            sdr_weight: a.sdr_weight,
+            ..Default::default()
+        },
         ..Default::default()
     };
     if let Some(b) = &a.budget {

@@ -1,5 +1,8 @@
 //! The training loss of the seed configs: `SI-SDR + λ₁·L1 + λ₂·multi-resolution spectral`,
-//! on waveforms, with per-stem terms for logging.
+//! on waveforms, with per-stem terms for logging — plus an optional scale-dependent SDR term
+//! (off by default, as in the seed). SI-SDR ignores the estimate's gain, and with small L1 and
+//! spectral weights a model trained on it alone can come out at the wrong level (high SI-SDR,
+//! poor museval SDR); `sdr_weight` trains the level directly.
 
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,8 @@ pub const SILENT_POWER: f64 = 1e-10;
 pub struct LossConfig {
     /// Weight of the negative SI-SDR (dB).
     pub si_sdr_weight: f32,
+    /// Weight of the negative plain SDR `10·log10(|s|² / |s − ŝ|²)` (dB, scale-dependent).
+    pub sdr_weight: f32,
     /// λ₁: weight of the waveform L1.
     pub l1_weight: f32,
     /// λ₂: weight of the multi-resolution STFT magnitude L1.
@@ -29,6 +34,7 @@ impl Default for LossConfig {
     fn default() -> Self {
         Self {
             si_sdr_weight: 1.0,
+            sdr_weight: 0.0,
             l1_weight: 0.1,
             spectral_weight: 0.1,
             spectral_ffts: vec![256, 512, 1024],
@@ -85,6 +91,19 @@ impl SeparationLoss {
         (ratio.log() * (10.0 / std::f64::consts::LN_10)).reshape([r])
     }
 
+    /// Plain (scale-dependent) SDR per row, in dB.
+    ///
+    /// # Shapes
+    /// - est, reference: `[R, N]`
+    /// - output: `[R]`
+    pub fn sdr(&self, est: Tensor<2>, reference: Tensor<2>) -> Tensor<1> {
+        let eps = self.cfg.eps as f64;
+        let signal = reference.clone().square().sum_dim(1).add_scalar(eps);
+        let noise = (est - reference).square().sum_dim(1).add_scalar(eps);
+        let [r, _] = signal.dims();
+        ((signal / noise).log() * (10.0 / std::f64::consts::LN_10)).reshape([r])
+    }
+
     /// Computes the loss of estimated vs true stems.
     ///
     /// # Shapes
@@ -114,7 +133,12 @@ impl SeparationLoss {
             .greater_elem(SILENT_POWER)
             .float();
         let count = active.clone().sum().clamp_min(1.0);
-        let mut total = ((sdr * active).sum() / count).neg() * self.cfg.si_sdr_weight as f64;
+        let mut total =
+            ((sdr * active.clone()).sum() / count.clone()).neg() * self.cfg.si_sdr_weight as f64;
+        if self.cfg.sdr_weight > 0.0 {
+            let plain = self.sdr(e2.clone(), r2.clone());
+            total = total - (plain * active).sum() / count * self.cfg.sdr_weight as f64;
+        }
         let l1 = (e2.clone() - r2.clone()).abs().mean();
         let l1_v = scalar(&l1);
         if self.cfg.l1_weight > 0.0 {
@@ -199,5 +223,31 @@ mod tests {
         let got = scalar(&got);
         let want = crate::dsp::metrics::si_sdr(&s, &est) as f32;
         assert!((got - want).abs() < 1e-3, "{got} vs {want}");
+    }
+
+    #[test]
+    fn plain_sdr_sees_the_gain_that_si_sdr_ignores() {
+        let device = Device::flex();
+        let loss = SeparationLoss::new(LossConfig::default(), &device);
+        let s: Vec<f32> = (0..2048).map(|i| (i as f32 * 0.1).sin()).collect();
+        let row = |v: &[f32]| Tensor::<1>::from_floats(v, &device).reshape([1, 2048]);
+        // Half the level: SI-SDR is perfect (clamped by ε), SDR is 10·log10(1/0.25) = 6.02 dB.
+        let half: Vec<f32> = s.iter().map(|x| 0.5 * x).collect();
+        let plain = scalar(&loss.sdr(row(&half), row(&s)));
+        assert!((plain - 6.0206).abs() < 1e-3, "{plain}");
+        assert!(scalar(&loss.si_sdr(row(&half), row(&s))) > 60.0);
+        // The weighted loss uses it: the SDR term with weight w adds −w·6.02 dB to the total.
+        let est = row(&half).reshape([1, 1, 2048]);
+        let reference = row(&s).reshape([1, 1, 2048]);
+        let off = scalar(&loss.forward(est.clone(), reference.clone()).total);
+        let on = SeparationLoss::new(
+            LossConfig {
+                sdr_weight: 2.0,
+                ..Default::default()
+            },
+            &device,
+        );
+        let on = scalar(&on.forward(est, reference).total);
+        assert!((off - on - 2.0 * 6.0206).abs() < 1e-2, "{off} vs {on}");
     }
 }
