@@ -30,6 +30,10 @@ pub struct Cli {
     pub command: Option<Command>,
     /// A song to open in the desktop app.
     pub path: Option<PathBuf>,
+    /// Open the app, wait until the song is shown, save a PNG of the window here and exit
+    /// (for documentation and end-to-end tests; no sound output).
+    #[arg(long, value_name = "PNG")]
+    pub screenshot: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -320,6 +324,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Synth(a)) => synth::run(a),
         Some(Command::Train(a)) => train::run_train(a),
         Some(Command::Eval(a)) => train::run_eval(a),
-        None => crate::gui::run(cli.path).map_err(anyhow::Error::msg),
+        None => crate::gui::run(cli.path, cli.screenshot).map_err(anyhow::Error::msg),
     }
 }

@@ -43,6 +43,19 @@ pub struct AppOptions {
     pub settings_path: Option<PathBuf>,
     /// Open the audio output (tests leave it closed).
     pub audio: bool,
+    /// Save a PNG of the window here once the song (if any) is shown, then close the app
+    /// (documentation screenshots and end-to-end tests of the real binary).
+    pub screenshot: Option<PathBuf>,
+}
+
+/// Progress of a `--screenshot` run.
+#[derive(Debug)]
+struct ScreenshotJob {
+    path: PathBuf,
+    started: std::time::Instant,
+    requested: bool,
+    /// Set by the screenshot callback: `Ok` once the PNG is written.
+    done: Arc<std::sync::Mutex<Option<Result<(), String>>>>,
 }
 
 /// The song on screen.
@@ -99,6 +112,7 @@ pub struct LocosepApp {
     specs: Spectrograms,
     finetune: FineTunePanel,
     trainer: Option<(Sender<TrainCommand>, Receiver<TrainUpdate>)>,
+    screenshot: Option<ScreenshotJob>,
 }
 
 impl LocosepApp {
@@ -145,6 +159,12 @@ impl LocosepApp {
             specs: Spectrograms::new(ctx),
             finetune: FineTunePanel::new(Default::default()),
             trainer: None,
+            screenshot: options.screenshot.clone().map(|path| ScreenshotJob {
+                path,
+                started: std::time::Instant::now(),
+                requested: false,
+                done: Arc::new(std::sync::Mutex::new(None)),
+            }),
         };
         app.finetune.form = app.settings.finetune.clone();
         app.send(EngineCommand::ListDevices);
@@ -290,6 +310,44 @@ impl LocosepApp {
                 self.settings.model = ModelChoice::Config { config, checkpoint };
                 self.store_settings();
             }
+        }
+    }
+
+    /// `--screenshot`: once the song is on screen with its spectrogram (or after 60 s), grab
+    /// the next frame, write it as PNG, then close the window.
+    fn screenshot_step(&mut self, ctx: &egui::Context) {
+        let ready = self.loading.is_none() && self.pending_spectrograms() == 0;
+        let Some(job) = &mut self.screenshot else {
+            return;
+        };
+        let result = job.done.lock().map(|d| d.clone()).unwrap_or(None);
+        match result {
+            Some(Ok(())) => {
+                eprintln!("screenshot written to {}", job.path.display());
+                self.screenshot = None;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            Some(Err(e)) => {
+                eprintln!("error: screenshot: {e}");
+                self.screenshot = None;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            None if !job.requested
+                && ((ready && job.started.elapsed() > Duration::from_secs(2))
+                    || job.started.elapsed() > Duration::from_secs(60)) =>
+            {
+                job.requested = true;
+                let (path, done) = (job.path.clone(), job.done.clone());
+                let repaint = ctx.clone();
+                ctx.request_screenshot(move |image| {
+                    let r = write_png(&path, &image);
+                    if let Ok(mut d) = done.lock() {
+                        *d = Some(r);
+                    }
+                    repaint.request_repaint();
+                });
+            }
+            None => ctx.request_repaint_after(Duration::from_millis(100)),
         }
     }
 
@@ -1134,6 +1192,7 @@ impl eframe::App for LocosepApp {
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.poll_events(&ctx);
+        self.screenshot_step(&ctx);
         self.player.poll();
         self.specs.poll(&ctx);
         self.compare.poll(&ctx);
@@ -1219,4 +1278,22 @@ impl eframe::App for LocosepApp {
             let _ = tx.send(TrainCommand::Shutdown);
         }
     }
+}
+
+/// Writes an RGBA image as PNG (temp file + rename; replaces an existing file: the user named
+/// it on the command line).
+fn write_png(path: &Path, image: &egui::ColorImage) -> Result<(), String> {
+    let [w, h] = image.size;
+    let rgba: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+    crate::audio::encode::write_atomic(path, true, |f| {
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(f), w as u32, h as u32);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+        writer
+            .write_image_data(&rgba)
+            .map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))
 }

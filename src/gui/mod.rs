@@ -30,7 +30,7 @@ mod tests;
 pub use app::{AppOptions, LocosepApp};
 
 /// Opens the window (wgpu renderer) and runs until it is closed; `path` is opened at once.
-pub fn run(path: Option<PathBuf>) -> Result<(), String> {
+pub fn run(path: Option<PathBuf>, screenshot: Option<PathBuf>) -> Result<(), String> {
     let no_display =
         std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
     if no_display && cfg!(target_os = "linux") {
@@ -68,7 +68,8 @@ pub fn run(path: Option<PathBuf>) -> Result<(), String> {
                 AppOptions {
                     open: path,
                     settings_path: settings::Settings::default_path(),
-                    audio: true,
+                    audio: screenshot.is_none(),
+                    screenshot,
                 },
             )
             .with_trainer(train_tx, train_rx);
