@@ -522,4 +522,96 @@ mod tests {
         }
         tx.send(EngineCommand::Shutdown).expect("send");
     }
+
+    /// A 2 s stereo WAV of two tones.
+    fn song(dir: &std::path::Path, seconds: f32) -> std::path::PathBuf {
+        let rate = 44_100u32;
+        let n = (seconds * rate as f32) as usize;
+        let ch = |f: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| 0.3 * (std::f32::consts::TAU * f * i as f32 / rate as f32).sin())
+                .collect()
+        };
+        let buf = AudioBuffer::new(rate, vec![ch(220.0), ch(330.0)]).unwrap();
+        let path = dir.join("tones.wav");
+        crate::audio::write_audio(&path, &buf, crate::audio::SampleFormat::Wav16, false).unwrap();
+        path
+    }
+
+    fn file_job(job: u64, path: &std::path::Path, out: &std::path::Path) -> EngineCommand {
+        EngineCommand::SeparateFile {
+            job: JobId(job),
+            path: path.to_path_buf(),
+            model: ModelChoice::Bundled,
+            device: DeviceChoice::Cpu,
+            params: SeparateParams::default(),
+            export: crate::engine::export::ExportOptions {
+                out_dir: out.to_path_buf(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn file_job_reports_progress_separates_and_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = song(dir.path(), 2.0);
+        let out = dir.path().join("stems");
+        let (tx, rx) = EngineHandle::spawn(|| {}).expect("spawn");
+        tx.send(file_job(7, &path, &out)).unwrap();
+        let (mut started, mut progress, mut separated) = (false, 0, false);
+        let exported = loop {
+            match rx.recv_timeout(Duration::from_secs(120)).expect("event") {
+                EngineEvent::Started { job, .. } => started = job == JobId(7),
+                EngineEvent::Progress { done, total, .. } => {
+                    assert!(done <= total);
+                    progress += 1;
+                }
+                EngineEvent::Memory { .. } => {}
+                EngineEvent::Separated { stems, .. } => {
+                    assert_eq!(stems.names, ["vocals", "drums", "bass", "other"]);
+                    assert!(stems.audio.iter().all(|a| a.len() == 88_200));
+                    separated = true;
+                }
+                EngineEvent::Exported { job, paths } => {
+                    assert_eq!(job, JobId(7));
+                    break paths;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(started && progress > 0 && separated);
+        assert_eq!(exported.len(), 4);
+        assert!(exported.iter().all(|p| p.starts_with(&out) && p.exists()));
+        tx.send(EngineCommand::Shutdown).unwrap();
+    }
+
+    #[test]
+    fn cancel_stops_a_job_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = song(dir.path(), 12.0);
+        let out = dir.path().join("stems");
+        let (tx, rx) = EngineHandle::spawn(|| {}).expect("spawn");
+        tx.send(file_job(3, &path, &out)).unwrap();
+        let mut sent = false;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(120)).expect("event") {
+                EngineEvent::Progress { .. } | EngineEvent::Started { .. } if !sent => {
+                    tx.send(EngineCommand::Cancel { job: JobId(3) }).unwrap();
+                    sent = true;
+                }
+                EngineEvent::Cancelled { job } => {
+                    assert_eq!(job, JobId(3));
+                    break;
+                }
+                EngineEvent::Exported { .. } | EngineEvent::Separated { .. } => {
+                    panic!("the job ran to the end despite Cancel")
+                }
+                _ => {}
+            }
+        }
+        let written = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(written, 0, "nothing written after a cancel");
+        tx.send(EngineCommand::Shutdown).unwrap();
+    }
 }
