@@ -254,3 +254,53 @@ fn whole_model_forward_and_backward_kernels_match_reference() {
         }
     }
 }
+
+/// A GPU failure mid-separation (injected: the backend panics as on an allocation failure)
+/// is caught; the song is separated on the CPU instead, with a warning, and the stems equal a
+/// CPU run's.
+#[test]
+fn gpu_failure_falls_back_to_the_cpu_with_a_warning() {
+    use locosep::engine::device::{DeviceChoice, resolve};
+    use locosep::engine::separator::{CancelToken, INJECT_GPU_FAILURE, SeparateParams, Separator};
+    let dir = fixtures().join("mss-tiny");
+    let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+    let sd = load_state_dict(dir.join("weights.safetensors")).unwrap();
+    let gpu = resolve(DeviceChoice::Gpu).expect("a wgpu adapter (lavapipe in CI)");
+    assert!(gpu.is_wgpu);
+    let sep = Separator::new(cfg.clone(), &sd, gpu).unwrap();
+    let n = 30_000;
+    let tone: Vec<f32> = (0..n).map(|i| 0.3 * (i as f32 * 0.031).sin()).collect();
+    let audio = locosep::audio::AudioBuffer::new(44_100, vec![tone]).unwrap();
+    let params = SeparateParams::default();
+    INJECT_GPU_FAILURE.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut warnings = Vec::new();
+    let stems = sep
+        .separate_or_cpu(
+            &audio,
+            &params,
+            &CancelToken::new(),
+            &mut |_| {},
+            &mut |w| warnings.push(w),
+        )
+        .expect("separated on the CPU");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("out of device memory") && warnings[0].contains("CPU"),
+        "{}",
+        warnings[0]
+    );
+    let cpu = Separator::new(cfg, &sd, resolve(DeviceChoice::Cpu).unwrap()).unwrap();
+    let want = cpu
+        .separate(&audio, &params, &CancelToken::new(), &mut |_| {})
+        .unwrap();
+    for (a, b) in stems.audio.iter().zip(&want.audio) {
+        let diff = a.channels[0]
+            .iter()
+            .zip(&b.channels[0])
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            diff < 1e-5,
+            "fallback result differs from a CPU run by {diff}"
+        );
+    }
+}

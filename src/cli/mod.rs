@@ -267,10 +267,16 @@ fn separate_one(
     )?;
     let secs = audio.duration_secs();
     let pb = bar(1, track_name(file));
-    let stems = sep.separate(&audio, params, cancel, &mut |p| {
-        pb.set_length(p.total as u64);
-        pb.set_position(p.done as u64);
-    })?;
+    let stems = sep.separate_or_cpu(
+        &audio,
+        params,
+        cancel,
+        &mut |p| {
+            pb.set_length(p.total as u64);
+            pb.set_position(p.done as u64);
+        },
+        &mut |w| pb.println(format!("warning: {w}")),
+    )?;
     pb.finish_and_clear();
     let elapsed = t0.elapsed().as_secs_f64();
     eprintln!(

@@ -138,6 +138,13 @@ pub struct Stems {
     pub audio: Vec<AudioBuffer>,
 }
 
+/// Test hook: when set, the next forward pass on a wgpu device panics as the GPU backend does
+/// on an allocation failure or a lost adapter (cleared when it fires). Lets tests exercise
+/// [`Separator::separate_or_cpu`] without a faulty GPU.
+#[doc(hidden)]
+pub static INJECT_GPU_FAILURE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// A loaded model on a device, ready to separate songs.
 #[derive(Debug)]
 pub struct Separator {
@@ -225,6 +232,11 @@ impl Separator {
             TensorData::new(input, [b, 2 * ac, t, f]),
             &self.device.device,
         );
+        if self.device.is_wgpu
+            && INJECT_GPU_FAILURE.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("injected GPU failure: out of device memory (test hook)");
+        }
         let y = self.net.forward(x, self.opts);
         let y: Vec<f32> = y
             .into_data()
@@ -250,6 +262,51 @@ impl Separator {
             }
         }
         Ok(out)
+    }
+
+    /// The same model on the CPU (flex), weights copied.
+    pub fn to_cpu(&self) -> Result<Separator, EngineError> {
+        let sd = crate::model::loader::to_state_dict(&self.cfg, &self.net);
+        Separator::new(
+            self.cfg.clone(),
+            &sd,
+            crate::engine::device::resolve(crate::engine::device::DeviceChoice::Cpu)?,
+        )
+    }
+
+    /// [`separate`](Self::separate), and when it fails on a GPU — an error from the device or
+    /// a panic inside the GPU backend (allocation failure, lost adapter) — once more on the
+    /// CPU with the same weights. `warn` receives a message saying so. Errors that are the
+    /// input's or the parameters' fault, and cancellation, are returned as they are.
+    pub fn separate_or_cpu(
+        &self,
+        audio: &AudioBuffer,
+        params: &SeparateParams,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(Progress),
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Stems, EngineError> {
+        if !self.device.is_wgpu {
+            return self.separate(audio, params, cancel, progress);
+        }
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.separate(audio, params, cancel, &mut *progress)
+        }));
+        let failure = match attempt {
+            Ok(Ok(stems)) => return Ok(stems),
+            Ok(Err(e)) if cancel.is_cancelled() => return Err(e),
+            Ok(Err(e @ (EngineError::BadParameter(_) | EngineError::Audio(_)))) => return Err(e),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the GPU backend stopped".into()),
+        };
+        warn(format!(
+            "the GPU failed ({failure}); separating on the CPU instead (slower, same result)"
+        ));
+        self.to_cpu()?.separate(audio, params, cancel, progress)
     }
 
     /// Separates a whole song. The result has the input's rate, channel count and length.

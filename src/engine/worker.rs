@@ -405,14 +405,29 @@ fn separate(
         Some(mem_tx),
     );
     let start = Instant::now();
-    let result = separator.separate(song, params, token, &mut |p| {
-        out.send(EngineEvent::Progress {
-            job,
-            done: p.done,
-            total: p.total,
-            elapsed: p.elapsed,
-        });
-    });
+    let result = separator.separate_or_cpu(
+        song,
+        params,
+        token,
+        &mut |p| {
+            out.send(EngineEvent::Progress {
+                job,
+                done: p.done,
+                total: p.total,
+                elapsed: p.elapsed,
+            });
+        },
+        // A GPU failure: the job goes on on the CPU; the front end is told which device runs
+        // it now and why.
+        &mut |warning| {
+            out.send(EngineEvent::Started {
+                job,
+                model: loaded.description.clone(),
+                device: "CPU (after a GPU failure)".into(),
+                warnings: vec![warning],
+            })
+        },
+    );
     let seconds = start.elapsed().as_secs_f64();
     let trace = sampler.stop();
     if let Some(handle) = forwarder {
