@@ -177,6 +177,15 @@ fn cube_device(device: &Device) -> Option<burn::cubecl::Device> {
     cube(device.as_dispatch())
 }
 
+/// The cubecl allocator's report for `device` (every stream), `None` for non-cubecl devices.
+pub fn memory_report(device: &Device) -> Option<burn::cubecl::MemoryReport> {
+    Some(
+        cube_device(device)?
+            .client()
+            .memory_report(burn::cubecl::MemoryScope::Device),
+    )
+}
+
 fn is_cube(device: &Device) -> bool {
     cube_device(device).is_some()
 }
