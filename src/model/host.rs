@@ -25,21 +25,8 @@ const ROWS: usize = 128;
 /// `examples/gemmbench.rs`).
 const GEMM_COLS: usize = 48;
 
-fn host(t: Tensor<1>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data")
-}
-
-fn host3(t: Tensor<3>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data")
-}
-
-fn host2(t: Tensor<2>) -> Vec<f32> {
+/// A weight's values on the host, row-major.
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -168,8 +155,8 @@ impl HostFfn {
             return None;
         }
         let [h2, c, _] = f.conv_w.val().dims();
-        let cw = host3(f.conv_w.val());
-        let dw = host3(f.deconv_w.val());
+        let cw = host(f.conv_w.val());
+        let dw = host(f.deconv_w.val());
         let mut w1 = vec![0f32; k * c * h2];
         for o in 0..h2 {
             for ci in 0..c {
@@ -258,8 +245,8 @@ impl HostAttn {
         let heads = m.heads();
         let d = a / heads;
         Some(Self {
-            wqkv: host2(m.qkv.val()),
-            wout: host2(m.out.val()),
+            wqkv: host(m.qkv.val()),
+            wout: host(m.out.val()),
             heads,
             d,
             freqs: m.rope.as_ref().map(|r| r.freqs().to_vec()),
@@ -564,8 +551,8 @@ mod tests {
                 burn_ops_only: true,
                 ..Default::default()
             };
-            let want = host_vec(block.forward(x.clone(), opts, None));
-            let mut got = host_vec(x);
+            let want = host(block.forward(x.clone(), opts, None));
+            let mut got = host(x);
             if host_block.freq_first() {
                 host_block.freq(&mut got, [b, t, f, c]);
                 host_block.time(&mut got, [b, t, f, c]);
@@ -581,7 +568,7 @@ mod tests {
         }
     }
 
-    fn host_vec(t: Tensor<4>) -> Vec<f32> {
+    fn host(t: Tensor<4>) -> Vec<f32> {
         t.into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
