@@ -543,3 +543,34 @@ fn fine_tune_tab_starts_stops_and_adds_the_model() {
     assert_eq!(s.model, ModelChoice::Config { config, checkpoint });
     h.snapshot("finetune_tab");
 }
+
+/// A file dropped on the window with a path, as winit reports drops.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Err("not read in tests".into())
+    }
+}
+
+#[test]
+fn dropping_files_opens_the_first_and_queues_the_rest() {
+    let (mut h, fake) = harness(AppOptions::default());
+    h.run();
+    for p in ["/music/a.flac", "/music/b.wav", "/music/c.mp3"] {
+        let f: egui::DroppedFileHandle = Arc::new(Dropped(PathBuf::from(p)));
+        h.input_mut().dropped_files.push(f);
+    }
+    h.step();
+    match fake.next() {
+        EngineCommand::LoadSong { path, .. } => assert_eq!(path, PathBuf::from("/music/a.flac")),
+        other => panic!("expected LoadSong, got {other:?}"),
+    }
+    h.run_ok();
+    h.get_by_label_contains("b.wav");
+    h.get_by_label_contains("c.mp3");
+}
