@@ -387,6 +387,15 @@ impl LocosepApp {
                     segment_seconds: f.segment,
                     valid_every: f.every,
                     save_every: f.every,
+                    loss: if f.sdr_loss {
+                        crate::train::loss::LossConfig {
+                            si_sdr_weight: 0.0,
+                            sdr_weight: 1.0,
+                            ..Default::default()
+                        }
+                    } else {
+                        Default::default()
+                    },
                     ..Default::default()
                 };
                 let cmd = TrainCommand::Start {

@@ -33,6 +33,9 @@ pub struct FineTuneForm {
     pub segment: f64,
     /// Validate and save every N steps.
     pub every: usize,
+    /// Train with the plain (scale-dependent) SDR loss instead of the seed's SI-SDR, so the
+    /// model's output level is trained too (what the bundled demo model needed).
+    pub sdr_loss: bool,
 }
 
 impl Default for FineTuneForm {
@@ -46,6 +49,7 @@ impl Default for FineTuneForm {
             steps: 500,
             segment: 1.0,
             every: 50,
+            sdr_loss: true,
         }
     }
 }
@@ -248,6 +252,12 @@ impl FineTunePanel {
                     let l = ui.label("Validate + save every");
                     ui.add(egui::DragValue::new(&mut f.every).range(1..=100_000))
                         .labelled_by(l.id);
+                    ui.end_row();
+                    ui.label("Loss");
+                    ui.checkbox(&mut f.sdr_loss, "SDR (trains the output level)")
+                        .on_hover_text(
+                            "Off: the seed's SI-SDR loss, which ignores the output level",
+                        );
                     ui.end_row();
                 });
         });

@@ -488,6 +488,11 @@ fn fine_tune_tab_starts_stops_and_adds_the_model() {
             assert_eq!(config.data, PathBuf::from("/data/my-stems"));
             assert_eq!(config.out, PathBuf::from("/runs/mine"));
             assert_eq!(config.steps, 3);
+            // The SDR loss is on by default in the tab: the output level is trained.
+            assert_eq!(
+                (config.loss.sdr_weight, config.loss.si_sdr_weight),
+                (1.0, 0.0)
+            );
             assert!(!resume);
         }
         other => panic!("expected Start, got {other:?}"),
