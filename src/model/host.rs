@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::layers::{ConvSwiGlu, Mhsa, RmsGroupNorm};
 use super::network::{LocoBlock, LocoPath};
-use crate::kernels::attention::cpu::{HeadScratch, attention_head, exp_neg};
+use crate::kernels::attention::cpu::{HeadScratch, Simd, attention_head, exp_neg, simd};
 
 /// Output rows of the FFN processed per step (bounds the hidden buffers to
 /// `(ROWS + K − 1) · 2H` floats so they stay in the L2 cache).
@@ -382,24 +382,20 @@ impl HostPath {
         (0..n)
             .into_par_iter()
             .for_each_init(Scratch::default, |s, i| {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: the CPU supports AVX-512F (checked just above).
-                        return unsafe {
-                            self.sequence_avx512(x_ptr, s, i, l, row_stride, &base, rope.as_ref())
-                        };
-                    }
-                    if std::arch::is_x86_feature_detected!("avx2")
-                        && std::arch::is_x86_feature_detected!("fma")
-                    {
-                        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                        return unsafe {
-                            self.sequence_avx2(x_ptr, s, i, l, row_stride, &base, rope.as_ref())
-                        };
-                    }
+                let rope = rope.as_ref();
+                match simd() {
+                    // SAFETY: `simd()` reports AVX-512F only when the CPU has it.
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx512 => unsafe {
+                        self.sequence_avx512(x_ptr, s, i, l, row_stride, &base, rope)
+                    },
+                    // SAFETY: `simd()` reports AVX2 + FMA only when the CPU has them.
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx2Fma => unsafe {
+                        self.sequence_avx2(x_ptr, s, i, l, row_stride, &base, rope)
+                    },
+                    _ => self.sequence(x_ptr, s, i, l, row_stride, &base, rope),
                 }
-                self.sequence(x_ptr, s, i, l, row_stride, &base, rope.as_ref())
             });
     }
 

@@ -70,6 +70,34 @@ fn lanes_max(a: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &x| m.max(x))
 }
 
+/// Instruction sets the host kernels have compiled variants for, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Simd {
+    /// x86-64 with AVX-512F.
+    Avx512,
+    /// x86-64 with AVX2 and FMA.
+    Avx2Fma,
+    /// Anything else: the baseline build.
+    Portable,
+}
+
+/// The best variant this CPU runs (std caches the feature detection). Invariant relied on by
+/// every `unsafe` call of a `#[target_feature]` variant: it is only returned when the CPU has
+/// those features.
+pub(crate) fn simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Simd::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Simd::Avx2Fma;
+        }
+    }
+    Simd::Portable
+}
+
 /// Reusable buffers of [`attention_head`] (one per thread): K and V transposed and zero-padded
 /// to `[d, round_up(l, 16)]`, and the score rows of one query block.
 #[derive(Default)]
@@ -125,19 +153,15 @@ pub fn attention_head(
 ) {
     debug_assert!(q.len() == l * d && k.len() == l * d && v.len() == l * d && o.len() == l * d);
     let scale = 1.0 / (d as f32).sqrt();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { avx512::head(q, k, v, o, l, d, scale, scratch) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { head_avx2((q, k, v), o, l, d, scale, scratch) };
-        }
+    match simd() {
+        // SAFETY: `simd()` reports AVX-512F only when the CPU has it.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx512::head(q, k, v, o, l, d, scale, scratch) },
+        // SAFETY: `simd()` reports AVX2 + FMA only when the CPU has them.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => unsafe { head_avx2((q, k, v), o, l, d, scale, scratch) },
+        _ => head((q, k, v), o, l, d, scale, scratch),
     }
-    head((q, k, v), o, l, d, scale, scratch)
 }
 
 /// `(q, k, v)` of one head, each `[l, d]`.
@@ -214,19 +238,16 @@ pub fn attention_head_backward(
     d: usize,
     sc: &mut BackScratch,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { backward_avx512((q, k, v), o, lse, grad_o, (dq, dk, dv), l, d, sc) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { backward_avx2((q, k, v), o, lse, grad_o, (dq, dk, dv), l, d, sc) };
-        }
+    let (h, g) = ((q, k, v), (dq, dk, dv));
+    match simd() {
+        // SAFETY: `simd()` reports AVX-512F only when the CPU has it.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { backward_avx512(h, o, lse, grad_o, g, l, d, sc) },
+        // SAFETY: `simd()` reports AVX2 + FMA only when the CPU has them.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => unsafe { backward_avx2(h, o, lse, grad_o, g, l, d, sc) },
+        _ => backward(h, o, lse, grad_o, g, l, d, sc),
     }
-    backward((q, k, v), o, lse, grad_o, (dq, dk, dv), l, d, sc)
 }
 
 /// `(dq, dk, dv)` of one head, each `[l, d]`.
