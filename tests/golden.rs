@@ -256,10 +256,10 @@ fn whole_model_forward_and_backward_kernels_match_reference() {
 }
 
 /// A GPU failure mid-separation (injected: the backend panics as on an allocation failure)
-/// is caught; the song is separated on the CPU instead, with a warning, and the stems equal a
-/// CPU run's.
+/// is caught: the job is retried on the GPU with a smaller plan, and when that fails too, on
+/// the CPU — each time with a warning — and the stems equal a CPU run's.
 #[test]
-fn gpu_failure_falls_back_to_the_cpu_with_a_warning() {
+fn gpu_failure_retries_smaller_then_falls_back_to_the_cpu() {
     use locosep::engine::device::{DeviceChoice, resolve};
     use locosep::engine::separator::{CancelToken, INJECT_GPU_FAILURE, SeparateParams, Separator};
     let dir = fixtures().join("mss-tiny");
@@ -272,35 +272,44 @@ fn gpu_failure_falls_back_to_the_cpu_with_a_warning() {
     let tone: Vec<f32> = (0..n).map(|i| 0.3 * (i as f32 * 0.031).sin()).collect();
     let audio = locosep::audio::AudioBuffer::new(44_100, vec![tone]).unwrap();
     let params = SeparateParams::default();
-    INJECT_GPU_FAILURE.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut warnings = Vec::new();
-    let stems = sep
-        .separate_or_cpu(
-            &audio,
-            &params,
-            &CancelToken::new(),
-            &mut |_| {},
-            &mut |w| warnings.push(w),
-        )
-        .expect("separated on the CPU");
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(
-        warnings[0].contains("out of device memory") && warnings[0].contains("CPU"),
-        "{}",
-        warnings[0]
-    );
     let cpu = Separator::new(cfg, &sd, resolve(DeviceChoice::Cpu).unwrap()).unwrap();
     let want = cpu
         .separate(&audio, &params, &CancelToken::new(), &mut |_| {})
         .unwrap();
-    for (a, b) in stems.audio.iter().zip(&want.audio) {
-        let diff = a.channels[0]
-            .iter()
-            .zip(&b.channels[0])
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    for failures in [1, 2] {
+        INJECT_GPU_FAILURE.store(failures, std::sync::atomic::Ordering::SeqCst);
+        let mut warnings = Vec::new();
+        let stems = sep
+            .separate_or_cpu(
+                &audio,
+                &params,
+                &CancelToken::new(),
+                &mut |_| {},
+                &mut |device, w| warnings.push(format!("{device}: {w}")),
+            )
+            .expect("separated after the failure");
+        assert_eq!(warnings.len(), failures, "{warnings:?}");
         assert!(
-            diff < 1e-5,
-            "fallback result differs from a CPU run by {diff}"
+            warnings[0].contains("out of device memory") && warnings[0].contains("smaller plan"),
+            "{}",
+            warnings[0]
         );
+        if failures == 2 {
+            assert!(warnings[1].starts_with("CPU") && warnings[1].contains("again"));
+        }
+        for (a, b) in stems.audio.iter().zip(&want.audio) {
+            let diff = a.channels[0]
+                .iter()
+                .zip(&b.channels[0])
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff < 1e-4,
+                "result after {failures} failure(s) differs from a CPU run by {diff}"
+            );
+        }
     }
+    assert_eq!(
+        INJECT_GPU_FAILURE.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flacenc::component::BitRepr;
-use flacenc::error::{SourceError, Verify};
-use flacenc::source::{Fill, Source};
+use flacenc::error::Verify;
+use flacenc::source::Fill;
 
 use super::{AudioBuffer, AudioError, DisplayList};
 
@@ -93,6 +93,9 @@ impl FromStr for SampleFormat {
 /// Creates missing parent directories. If `path` exists and `overwrite` is false, returns
 /// [`AudioError::Exists`] without writing anything. Integer formats clip to [-1, 1] and round to
 /// the nearest step (16-bit: ×32767, 24-bit: ×8388607). FLAC is always 24-bit.
+///
+/// This is an [`AudioFileWriter`] given the whole buffer as one block, so a file written block
+/// by block from the same samples is byte-identical.
 pub fn write_audio(
     path: &Path,
     buf: &AudioBuffer,
@@ -100,46 +103,216 @@ pub fn write_audio(
     overwrite: bool,
 ) -> Result<(), AudioError> {
     buf.validate()?;
-    let nch = buf.num_channels();
-    if nch == 0 || nch > u16::MAX as usize {
-        return Err(AudioError::Encode {
-            path: path.to_path_buf(),
-            detail: format!("cannot write audio with {nch} channels"),
-        });
+    let mut w = AudioFileWriter::create(path, fmt, buf.sample_rate, buf.num_channels(), overwrite)?;
+    w.write(&buf.channels)?;
+    w.commit()
+}
+
+/// An audio file written block by block under a temporary name and moved onto its final name
+/// only by [`commit`](Self::commit) (see the module docs for the temp-file rules).
+///
+/// Invariants: until `commit` succeeds the final path is untouched; dropping the writer without
+/// committing (an error, a cancelled job, a panic) removes the temporary file. Memory is bounded
+/// by one FLAC block plus the I/O buffer, whatever the length written.
+pub struct AudioFileWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    overwrite: bool,
+    channels: usize,
+    inner: Option<Inner>,
+}
+
+enum Inner {
+    Wav {
+        w: hound::WavWriter<BufWriter<File>>,
+        /// A second handle on the same file, to `fsync` after hound has finalised it.
+        sync: File,
+        fmt: SampleFormat,
+    },
+    Flac(Box<FlacWriter>),
+}
+
+impl fmt::Debug for AudioFileWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AudioFileWriter")
+            .field("path", &self.path)
+            .field("tmp", &self.tmp)
+            .finish_non_exhaustive()
     }
-    if !overwrite && path.symlink_metadata().is_ok() {
-        return Err(AudioError::Exists {
+}
+
+impl AudioFileWriter {
+    /// Opens a temporary file beside `path` for `channels` channels at `sample_rate` Hz.
+    /// Creates missing parent directories. With `overwrite` false an existing `path` is an
+    /// [`AudioError::Exists`] now, and again at commit if one appeared meanwhile.
+    pub fn create(
+        path: &Path,
+        fmt: SampleFormat,
+        sample_rate: u32,
+        channels: usize,
+        overwrite: bool,
+    ) -> Result<Self, AudioError> {
+        let enc = |detail: String| AudioError::Encode {
             path: path.to_path_buf(),
-        });
-    }
-    match fmt {
-        SampleFormat::Wav16 | SampleFormat::Wav24 | SampleFormat::F32 => {
-            let (bits, float) = match fmt {
-                SampleFormat::Wav16 => (16, false),
-                SampleFormat::Wav24 => (24, false),
-                _ => (32, true),
-            };
-            let spec = hound::WavSpec {
-                channels: nch as u16,
-                sample_rate: buf.sample_rate,
-                bits_per_sample: bits,
-                sample_format: if float {
-                    hound::SampleFormat::Float
-                } else {
-                    hound::SampleFormat::Int
-                },
-            };
-            write_atomic(path, overwrite, |file| {
-                write_wav(file, buf, spec).map_err(hound_to_io)
-            })
+            detail,
+        };
+        if channels == 0 || channels > u16::MAX as usize {
+            return Err(enc(format!("cannot write audio with {channels} channels")));
         }
-        SampleFormat::Flac => {
-            // Encode in memory first so encoder errors are reported as Encode, not Write.
-            let bytes = encode_flac(buf).map_err(|detail| AudioError::Encode {
+        if sample_rate == 0 {
+            return Err(enc("cannot write audio at 0 Hz".into()));
+        }
+        if fmt == SampleFormat::Flac {
+            if channels > 8 {
+                return Err(enc(format!(
+                    "FLAC supports at most 8 channels, got {channels}"
+                )));
+            }
+            if sample_rate > 655_350 {
+                return Err(enc(format!(
+                    "FLAC does not support a sample rate of {sample_rate} Hz"
+                )));
+            }
+        }
+        if !overwrite && path.symlink_metadata().is_ok() {
+            return Err(AudioError::Exists {
                 path: path.to_path_buf(),
-                detail,
-            })?;
-            write_atomic(path, overwrite, |file| file.write_all(&bytes))
+            });
+        }
+        let werr = |source: io::Error| AudioError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs::create_dir_all(parent).map_err(werr)?;
+        }
+        let tmp = temp_path_for(path).map_err(werr)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(werr)?;
+        // From here on the writer owns `tmp`: Drop removes it unless committed.
+        let mut me = Self {
+            path: path.to_path_buf(),
+            tmp,
+            overwrite,
+            channels,
+            inner: None,
+        };
+        let inner = match fmt {
+            SampleFormat::Wav16 | SampleFormat::Wav24 | SampleFormat::F32 => {
+                let (bits, float) = match fmt {
+                    SampleFormat::Wav16 => (16, false),
+                    SampleFormat::Wav24 => (24, false),
+                    _ => (32, true),
+                };
+                let spec = hound::WavSpec {
+                    channels: channels as u16,
+                    sample_rate,
+                    bits_per_sample: bits,
+                    sample_format: if float {
+                        hound::SampleFormat::Float
+                    } else {
+                        hound::SampleFormat::Int
+                    },
+                };
+                let sync = file.try_clone().map_err(werr)?;
+                let w = hound::WavWriter::new(BufWriter::new(file), spec)
+                    .map_err(|e| werr(hound_to_io(e)))?;
+                Inner::Wav { w, sync, fmt }
+            }
+            SampleFormat::Flac => Inner::Flac(Box::new(
+                FlacWriter::new(BufWriter::new(file), sample_rate, channels).map_err(enc)?,
+            )),
+        };
+        me.inner = Some(inner);
+        Ok(me)
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one block: one slice per channel, all of the same length.
+    pub fn write<S: AsRef<[f32]>>(&mut self, block: &[S]) -> Result<(), AudioError> {
+        let n = block.first().map_or(0, |c| c.as_ref().len());
+        if block.len() != self.channels || block.iter().any(|c| c.as_ref().len() != n) {
+            return Err(AudioError::InvalidBuffer(format!(
+                "a block for {} must have {} channel(s) of equal length",
+                self.path.display(),
+                self.channels
+            )));
+        }
+        let path = self.path.clone();
+        match self.inner.as_mut() {
+            Some(Inner::Wav { w, fmt, .. }) => {
+                write_wav_block(w, block, n, *fmt).map_err(|e| AudioError::Write {
+                    path,
+                    source: hound_to_io(e),
+                })
+            }
+            Some(Inner::Flac(f)) => f.write(block, n).map_err(|e| match e {
+                FlacError::Io(source) => AudioError::Write { path, source },
+                FlacError::Encode(detail) => AudioError::Encode { path, detail },
+            }),
+            None => Err(AudioError::InvalidBuffer("the writer is closed".into())),
+        }
+    }
+
+    /// Finishes the file (headers, last FLAC block), `fsync`s it and moves it onto the final
+    /// name — never over an existing file unless `overwrite` was given.
+    pub fn commit(mut self) -> Result<(), AudioError> {
+        let path = self.path.clone();
+        let werr = |source: io::Error| AudioError::Write {
+            path: path.clone(),
+            source,
+        };
+        match self.inner.take() {
+            Some(Inner::Wav { w, sync, .. }) => {
+                w.finalize().map_err(|e| werr(hound_to_io(e)))?;
+                sync.sync_all().map_err(werr)?;
+            }
+            Some(Inner::Flac(f)) => {
+                let file = f.finish().map_err(|e| match e {
+                    FlacError::Io(source) => werr(source),
+                    FlacError::Encode(detail) => AudioError::Encode {
+                        path: path.clone(),
+                        detail,
+                    },
+                })?;
+                file.sync_all().map_err(werr)?;
+            }
+            None => return Err(AudioError::InvalidBuffer("the writer is closed".into())),
+        }
+        let committed = if self.overwrite {
+            fs::rename(&self.tmp, &self.path)
+        } else {
+            commit_no_clobber(&self.tmp, &self.path)
+        };
+        if let Err(e) = committed {
+            // Drop removes the temp file.
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                return Err(AudioError::Exists { path });
+            }
+            return Err(werr(e));
+        }
+        // Committed: nothing left for Drop to remove.
+        self.tmp = PathBuf::new();
+        sync_parent_dir(&self.path);
+        Ok(())
+    }
+}
+
+impl Drop for AudioFileWriter {
+    fn drop(&mut self) {
+        self.inner = None; // close the file first
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
         }
     }
 }
@@ -157,110 +330,154 @@ fn to_int(x: f32, scale: f32) -> i32 {
     (x.clamp(-1.0, 1.0) * scale).round() as i32
 }
 
-fn write_wav(file: &mut File, buf: &AudioBuffer, spec: hound::WavSpec) -> Result<(), hound::Error> {
-    let mut w = hound::WavWriter::new(BufWriter::new(file), spec)?;
-    let len = buf.len();
-    match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, _) => {
-            for i in 0..len {
-                for ch in &buf.channels {
-                    w.write_sample(ch[i])?;
-                }
-            }
-        }
-        (_, 16) => {
-            for i in 0..len {
-                for ch in &buf.channels {
-                    w.write_sample(to_int(ch[i], 32767.0) as i16)?;
-                }
-            }
-        }
-        (_, _) => {
-            for i in 0..len {
-                for ch in &buf.channels {
-                    w.write_sample(to_int(ch[i], 8_388_607.0))?;
-                }
+fn write_wav_block<S: AsRef<[f32]>>(
+    w: &mut hound::WavWriter<BufWriter<File>>,
+    block: &[S],
+    n: usize,
+    fmt: SampleFormat,
+) -> Result<(), hound::Error> {
+    for i in 0..n {
+        for ch in block {
+            let x = ch.as_ref()[i];
+            match fmt {
+                SampleFormat::F32 => w.write_sample(x)?,
+                SampleFormat::Wav16 => w.write_sample(to_int(x, 32767.0) as i16)?,
+                _ => w.write_sample(to_int(x, 8_388_607.0))?,
             }
         }
     }
-    w.finalize()
+    Ok(())
 }
 
-/// flacenc [`Source`] reading a planar [`AudioBuffer`] block by block (no full interleaved copy).
-struct PlanarSource<'a> {
-    buf: &'a AudioBuffer,
-    pos: usize,
-    scratch: Vec<i32>,
-}
-
-impl Source for PlanarSource<'_> {
-    fn channels(&self) -> usize {
-        self.buf.num_channels()
-    }
-    fn bits_per_sample(&self) -> usize {
-        24
-    }
-    fn sample_rate(&self) -> usize {
-        self.buf.sample_rate as usize
-    }
-    fn read_samples<F: Fill>(
-        &mut self,
-        block_size: usize,
-        dest: &mut F,
-    ) -> Result<usize, SourceError> {
-        let n = block_size.min(self.buf.len() - self.pos);
-        self.scratch.clear();
-        for i in self.pos..self.pos + n {
-            for ch in &self.buf.channels {
-                self.scratch.push(to_int(ch[i], 8_388_607.0));
-            }
-        }
-        dest.fill_interleaved(&self.scratch)?;
-        self.pos += n;
-        Ok(n)
-    }
-    fn len_hint(&self) -> Option<usize> {
-        Some(self.buf.len())
-    }
-}
-
-fn encode_flac(buf: &AudioBuffer) -> Result<Vec<u8>, String> {
-    if buf.num_channels() > 8 {
-        return Err(format!(
-            "FLAC supports at most 8 channels, got {}",
-            buf.num_channels()
-        ));
-    }
-    if buf.sample_rate > 655_350 {
-        return Err(format!(
-            "FLAC does not support a sample rate of {} Hz",
-            buf.sample_rate
-        ));
-    }
-    let config = flacenc::config::Encoder::default()
-        .into_verified()
-        .map_err(|e| format!("invalid FLAC encoder configuration: {e:?}"))?;
-    let block_size = config.block_size;
-    let src = PlanarSource {
-        buf,
-        pos: 0,
-        scratch: Vec::new(),
-    };
-    let mut stream = flacenc::encode_with_fixed_block_size(&config, src, block_size)
-        .map_err(|e| format!("FLAC encoding failed: {e}"))?;
-    // flacenc 0.5.1 lowers STREAMINFO's min block size to the (shorter) last block, which the
-    // FLAC spec excludes for fixed-blocksize streams ("excluding the last block"). Decoders that
-    // check it strictly (symphonia) then reject every frame header. Restore min = max = block
-    // size, as the reference encoder writes.
-    stream
-        .stream_info_mut()
-        .set_block_sizes(block_size, block_size)
-        .map_err(|e| format!("FLAC block size: {e}"))?;
+/// `fLaC` plus the STREAMINFO block of a stream without frames (always 42 bytes).
+fn stream_header_bytes(header: &flacenc::component::Stream) -> Result<Vec<u8>, FlacError> {
     let mut sink = flacenc::bitsink::ByteSink::new();
-    stream
+    header
         .write(&mut sink)
-        .map_err(|e| format!("FLAC serialisation failed: {e:?}"))?;
+        .map_err(|e| FlacError::Encode(format!("FLAC header serialisation failed: {e:?}")))?;
     Ok(sink.into_inner())
+}
+
+enum FlacError {
+    Io(io::Error),
+    Encode(String),
+}
+
+/// 24-bit FLAC encoded frame by frame (flacenc's per-frame API) straight to the file.
+///
+/// The STREAMINFO header is written first as a placeholder and rewritten by
+/// [`finish`](Self::finish) with the totals (sample count, MD5, frame sizes), which is how the
+/// reference encoder works; its size never changes (42 bytes with the `fLaC` marker).
+struct FlacWriter {
+    file: BufWriter<File>,
+    config: flacenc::error::Verified<flacenc::config::Encoder>,
+    /// Frame buffer and MD5/frame-number context, filled one block at a time.
+    fill: (flacenc::source::FrameBuf, flacenc::source::Context),
+    /// Interleaved 24-bit samples not yet encoded (fewer than one block between calls).
+    pending: Vec<i32>,
+    header: flacenc::component::Stream,
+    block_size: usize,
+    channels: usize,
+}
+
+impl FlacWriter {
+    fn new(mut file: BufWriter<File>, rate: u32, channels: usize) -> Result<Self, String> {
+        let config = flacenc::config::Encoder::default()
+            .into_verified()
+            .map_err(|e| format!("invalid FLAC encoder configuration: {e:?}"))?;
+        let block_size = config.block_size;
+        let header = flacenc::component::Stream::new(rate as usize, channels, 24)
+            .map_err(|e| format!("FLAC stream header: {e}"))?;
+        let fill = (
+            flacenc::source::FrameBuf::with_size(channels, block_size)
+                .map_err(|e| format!("FLAC frame buffer: {e}"))?,
+            flacenc::source::Context::new(24, channels),
+        );
+        let bytes = stream_header_bytes(&header).map_err(|e| match e {
+            FlacError::Io(e) => e.to_string(),
+            FlacError::Encode(d) => d,
+        })?;
+        file.write_all(&bytes).map_err(|e| e.to_string())?;
+        Ok(Self {
+            file,
+            config,
+            fill,
+            pending: Vec::with_capacity(block_size * channels),
+            header,
+            block_size,
+            channels,
+        })
+    }
+
+    fn write<S: AsRef<[f32]>>(&mut self, block: &[S], n: usize) -> Result<(), FlacError> {
+        let per_block = self.block_size * self.channels;
+        for i in 0..n {
+            for ch in block {
+                self.pending.push(to_int(ch.as_ref()[i], 8_388_607.0));
+            }
+            if self.pending.len() == per_block {
+                self.encode_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_pending(&mut self) -> Result<(), FlacError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.fill
+            .fill_interleaved(&self.pending)
+            .map_err(|e| FlacError::Encode(format!("FLAC input: {e}")))?;
+        self.pending.clear();
+        let frame_no = self.fill.1.current_frame_number().unwrap_or(0);
+        let frame = flacenc::encode_fixed_size_frame(
+            &self.config,
+            &self.fill.0,
+            frame_no,
+            self.header.stream_info(),
+        )
+        .map_err(|e| FlacError::Encode(format!("FLAC encoding failed: {e}")))?;
+        self.header.stream_info_mut().update_frame_info(&frame);
+        let mut sink = flacenc::bitsink::ByteSink::new();
+        frame
+            .write(&mut sink)
+            .map_err(|e| FlacError::Encode(format!("FLAC serialisation failed: {e:?}")))?;
+        self.file.write_all(sink.as_slice()).map_err(FlacError::Io)
+    }
+
+    /// Encodes the last (short) block, rewrites the header and returns the file.
+    fn finish(mut self) -> Result<File, FlacError> {
+        use std::io::{Seek, SeekFrom};
+        self.encode_pending()?;
+        let (block_size, total, md5) = (
+            self.block_size,
+            self.fill.1.total_samples(),
+            self.fill.1.md5_digest(),
+        );
+        let info = self.header.stream_info_mut();
+        // flacenc lowers STREAMINFO's min block size to the (shorter) last block, which the
+        // FLAC spec excludes for fixed-blocksize streams ("excluding the last block"). Decoders
+        // that check it strictly (symphonia) then reject every frame header. Restore
+        // min = max = block size, as the reference encoder writes.
+        info.set_block_sizes(block_size, block_size)
+            .map_err(|e| FlacError::Encode(format!("FLAC block size: {e}")))?;
+        info.set_md5_digest(&md5);
+        info.set_total_samples(total);
+        if total == 0 {
+            // No frame: frame sizes stay "unknown" (0), as for an empty stream.
+            info.set_frame_sizes(0, 0)
+                .map_err(|e| FlacError::Encode(format!("FLAC frame sizes: {e}")))?;
+        }
+        let bytes = stream_header_bytes(&self.header)?;
+        let mut file = self
+            .file
+            .into_inner()
+            .map_err(|e| FlacError::Io(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(FlacError::Io)?;
+        file.write_all(&bytes).map_err(FlacError::Io)?;
+        Ok(file)
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);

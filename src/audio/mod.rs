@@ -16,11 +16,11 @@ pub mod encode;
 pub mod resample;
 
 pub use decode::{
-    AudioInfo, DecodeOptions, DecodeStats, audio_track_count, decode_file, decode_file_with_stats,
-    probe_info,
+    AudioInfo, DecodeOptions, DecodeStats, StreamDecoder, audio_track_count, decode_file,
+    decode_file_with_stats, probe_info,
 };
 pub use encode::{SampleFormat, clean_temp_files, is_temp_file, write_atomic, write_audio};
-pub use resample::resample;
+pub use resample::{StreamResampler, resample};
 
 /// Planar 32-bit float audio.
 ///

@@ -50,69 +50,237 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 /// `round(buf.len() * to_rate / buf.sample_rate)` frames and is time-aligned with the input
 /// (the resampler delay is compensated). Errors with [`AudioError::Resample`] for a zero rate or
 /// an internal resampler failure and with [`AudioError::InvalidBuffer`] for ragged channels.
+///
+/// This is [`StreamResampler`] fed the whole buffer at once, so a streamed conversion of the
+/// same samples gives bit-identical output.
 pub fn resample(buf: &AudioBuffer, to_rate: u32) -> Result<AudioBuffer, AudioError> {
     buf.validate()?;
-    if to_rate == 0 {
-        return Err(AudioError::Resample(
-            "target sample rate must be greater than 0 Hz".into(),
-        ));
-    }
-    let from_rate = buf.sample_rate;
-    if from_rate == to_rate {
+    let mut rs = StreamResampler::new(buf.sample_rate, to_rate, buf.num_channels())?;
+    if rs.is_identity() {
         return Ok(buf.clone());
     }
-    let len = buf.len();
-    let nch = buf.num_channels();
-    let target = output_len(len, from_rate, to_rate);
-    if nch == 0 || len == 0 {
-        return Ok(AudioBuffer {
-            sample_rate: to_rate,
-            channels: vec![Vec::new(); nch],
-        });
-    }
-
-    let mut resampler = Fft::<f32>::new_custom(
-        from_rate as usize,
-        to_rate as usize,
-        chunk_size_for(from_rate, to_rate),
-        SUB_CHUNKS,
-        nch,
-        WindowFunction::BlackmanHarris2,
-        FixedSync::Input,
-    )
-    .map_err(|e| {
-        AudioError::Resample(format!(
-            "cannot create a {from_rate} Hz → {to_rate} Hz resampler: {e}"
-        ))
-    })?;
-
-    let input = SequentialSliceOfVecs::new(&buf.channels, nch, len)
-        .map_err(|e| AudioError::Resample(format!("input buffer: {e}")))?;
-    // Scratch space beyond `target` that process_all_into_buffer needs (delay + one chunk).
-    let needed = resampler.process_all_needed_output_len(len).max(target);
-    let mut out: Vec<Vec<f32>> = (0..nch).map(|_| vec![0.0f32; needed]).collect();
-    let produced = {
-        let mut output = SequentialSliceOfVecs::new_mut(&mut out, nch, needed)
-            .map_err(|e| AudioError::Resample(format!("output buffer: {e}")))?;
-        let (_, produced) = resampler
-            .process_all_into_buffer(&input, &mut output, len, None)
-            .map_err(|e| AudioError::Resample(e.to_string()))?;
-        produced
-    };
-    // `produced` = ceil(len * ratio) ≥ target; anything past `produced` is zero padding, which
-    // we only rely on if float rounding made `produced` one short.
-    debug_assert!(
-        produced + 1 >= target,
-        "produced {produced} < target {target}"
-    );
-    for ch in out.iter_mut() {
-        ch.truncate(target);
-        ch.shrink_to_fit();
-    }
+    let target = output_len(buf.len(), buf.sample_rate, to_rate);
+    let mut out: Vec<Vec<f32>> = (0..buf.num_channels())
+        .map(|_| Vec::with_capacity(target))
+        .collect();
+    rs.push(&buf.channels, &mut out)?;
+    rs.finish(&mut out)?;
     Ok(AudioBuffer {
         sample_rate: to_rate,
         channels: out,
     })
+}
+
+/// Sample-rate conversion of a stream that arrives in blocks of any size.
+///
+/// Input frames are collected into the resampler's fixed-size chunks; each full chunk is
+/// converted at once and its output appended (minus the start-up delay, which is trimmed so the
+/// output is time-aligned with the input). [`finish`](Self::finish) converts the last partial
+/// chunk and pumps silence until exactly `round(frames_in · to / from)` frames were produced.
+///
+/// Invariant: the output depends only on the concatenated input, not on how it was split into
+/// blocks (every chunk the resampler sees is the same), so streamed and one-shot conversions
+/// are bit-identical. Memory: one chunk of input and one of output per channel.
+pub struct StreamResampler {
+    from: u32,
+    to: u32,
+    nch: usize,
+    /// `None` when `from == to` (frames are passed through).
+    inner: Option<Fft<f32>>,
+    /// Input frames not yet converted (fewer than one chunk between calls).
+    pending: Vec<Vec<f32>>,
+    /// One chunk of converted output.
+    scratch: Vec<Vec<f32>>,
+    /// Output frames still to drop at the start (the resampler's delay).
+    to_trim: usize,
+    frames_in: usize,
+    frames_out: usize,
+}
+
+impl std::fmt::Debug for StreamResampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamResampler")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("channels", &self.nch)
+            .field("frames_in", &self.frames_in)
+            .field("frames_out", &self.frames_out)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamResampler {
+    /// A converter from `from_rate` to `to_rate` Hz for `channels` planar channels.
+    pub fn new(from_rate: u32, to_rate: u32, channels: usize) -> Result<Self, AudioError> {
+        if from_rate == 0 || to_rate == 0 {
+            return Err(AudioError::Resample(
+                "sample rates must be greater than 0 Hz".into(),
+            ));
+        }
+        let inner = if from_rate == to_rate || channels == 0 {
+            None
+        } else {
+            Some(
+                Fft::<f32>::new_custom(
+                    from_rate as usize,
+                    to_rate as usize,
+                    chunk_size_for(from_rate, to_rate),
+                    SUB_CHUNKS,
+                    channels,
+                    WindowFunction::BlackmanHarris2,
+                    FixedSync::Input,
+                )
+                .map_err(|e| {
+                    AudioError::Resample(format!(
+                        "cannot create a {from_rate} Hz → {to_rate} Hz resampler: {e}"
+                    ))
+                })?,
+            )
+        };
+        let (chunk_in, chunk_out, delay) = inner.as_ref().map_or((0, 0, 0), |r| {
+            (
+                r.input_frames_max(),
+                r.output_frames_max(),
+                r.output_delay(),
+            )
+        });
+        Ok(Self {
+            from: from_rate,
+            to: to_rate,
+            nch: channels,
+            inner,
+            pending: (0..channels)
+                .map(|_| Vec::with_capacity(chunk_in))
+                .collect(),
+            scratch: (0..channels).map(|_| vec![0.0; chunk_out]).collect(),
+            to_trim: delay,
+            frames_in: 0,
+            frames_out: 0,
+        })
+    }
+
+    /// Whether the rates are equal (input is passed through unchanged).
+    pub fn is_identity(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// Frames of output the whole stream will have once finished, for `frames_in` input frames.
+    pub fn total_output(&self, frames_in: usize) -> usize {
+        output_len(frames_in, self.from, self.to)
+    }
+
+    /// Converts `input` (one slice per channel, equal lengths) and appends every output frame
+    /// that is final to `out` (one `Vec` per channel).
+    pub fn push<S: AsRef<[f32]>>(
+        &mut self,
+        input: &[S],
+        out: &mut [Vec<f32>],
+    ) -> Result<(), AudioError> {
+        self.check(input.len(), out.len())?;
+        let n = input.first().map_or(0, |c| c.as_ref().len());
+        if input.iter().any(|c| c.as_ref().len() != n) {
+            return Err(AudioError::InvalidBuffer(
+                "all channels of a block must have the same length".into(),
+            ));
+        }
+        self.frames_in += n;
+        let Some(rs) = self.inner.as_mut() else {
+            for (o, i) in out.iter_mut().zip(input) {
+                o.extend_from_slice(i.as_ref());
+            }
+            self.frames_out += n;
+            return Ok(());
+        };
+        let chunk = rs.input_frames_next();
+        let mut pos = 0;
+        while pos < n {
+            let take = (chunk - self.pending[0].len()).min(n - pos);
+            for (p, i) in self.pending.iter_mut().zip(input) {
+                p.extend_from_slice(&i.as_ref()[pos..pos + take]);
+            }
+            pos += take;
+            // A chunk is converted only once more input is known to follow or at finish():
+            // rubato's one-shot loop treats an exactly-full last chunk as the final partial one.
+            if self.pending[0].len() == chunk && pos < n {
+                self.convert(None, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Converts what is left, pads with silence as needed, and appends the remaining output so
+    /// that exactly [`total_output`](Self::total_output)`(frames in)` frames were produced.
+    pub fn finish(&mut self, out: &mut [Vec<f32>]) -> Result<(), AudioError> {
+        self.check(self.nch, out.len())?;
+        let target = self.total_output(self.frames_in);
+        if self.inner.is_none() {
+            return Ok(());
+        }
+        if !self.pending[0].is_empty() {
+            let n = self.pending[0].len();
+            self.convert(Some(n), out)?;
+        }
+        while self.frames_out < target {
+            self.convert(Some(0), out)?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, nin: usize, nout: usize) -> Result<(), AudioError> {
+        if nin != self.nch || nout != self.nch {
+            return Err(AudioError::InvalidBuffer(format!(
+                "the resampler was made for {} channel(s), got {nin} in and {nout} out",
+                self.nch
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs one chunk (`partial`: how many pending frames are real, the rest being silence)
+    /// and appends its output, minus the start-up delay and past the stream's total length.
+    fn convert(&mut self, partial: Option<usize>, out: &mut [Vec<f32>]) -> Result<(), AudioError> {
+        let Some(rs) = self.inner.as_mut() else {
+            return Ok(());
+        };
+        let chunk = rs.input_frames_next();
+        for p in self.pending.iter_mut() {
+            p.resize(chunk, 0.0);
+        }
+        let nout = self.scratch[0].len();
+        let produced = {
+            let input = SequentialSliceOfVecs::new(&self.pending, self.nch, chunk)
+                .map_err(|e| AudioError::Resample(format!("input buffer: {e}")))?;
+            let mut output = SequentialSliceOfVecs::new_mut(&mut self.scratch, self.nch, nout)
+                .map_err(|e| AudioError::Resample(format!("output buffer: {e}")))?;
+            let indexing = rubato::Indexing {
+                input_offset: 0,
+                output_offset: 0,
+                active_channels_mask: None,
+                partial_len: partial,
+            };
+            let (_, produced) = rs
+                .process_into_buffer(&input, &mut output, Some(&indexing))
+                .map_err(|e| AudioError::Resample(e.to_string()))?;
+            produced
+        };
+        for p in self.pending.iter_mut() {
+            p.clear();
+        }
+        let skip = self.to_trim.min(produced);
+        self.to_trim -= skip;
+        // Frames past the total are only emitted by finish(), which knows the total.
+        let keep = if partial.is_some() {
+            let target = self.total_output(self.frames_in);
+            (produced - skip).min(target.saturating_sub(self.frames_out))
+        } else {
+            produced - skip
+        };
+        for (o, s) in out.iter_mut().zip(&self.scratch) {
+            o.extend_from_slice(&s[skip..skip + keep]);
+        }
+        self.frames_out += keep;
+        Ok(())
+    }
 }
 
 /// `round(len * to / from)` in exact integer arithmetic (ties round up).

@@ -7,10 +7,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::audio::decode::{DecodeOptions, decode_file};
+use crate::audio::decode::DecodeOptions;
 use crate::audio::encode::SampleFormat;
 use crate::engine::device::{DeviceChoice, resolve};
 use crate::engine::export::{ExportOptions, track_name, validate_stems};
+use crate::engine::stream::separate_file;
 use crate::engine::{CancelToken, SeparateParams, Separator};
 use crate::model::config::{ModelConfig, builtin_presets, preset};
 use crate::model::state_dict::{StateDict, load_state_dict};
@@ -258,33 +259,44 @@ fn separate_one(
     downmix: bool,
 ) -> Result<Vec<PathBuf>> {
     let t0 = Instant::now();
-    let audio = decode_file(
-        file,
-        &DecodeOptions {
-            downmix,
-            ..Default::default()
-        },
-    )?;
-    let secs = audio.duration_secs();
+    let decode = DecodeOptions {
+        downmix,
+        ..Default::default()
+    };
     let pb = bar(1, track_name(file));
-    let stems = sep.separate_or_cpu(
-        &audio,
-        params,
+    pb.set_message(format!("{} (reading)", track_name(file)));
+    let report = sep.with_fallback(
         cancel,
-        &mut |p| {
-            pb.set_length(p.total as u64);
-            pb.set_position(p.done as u64);
+        &mut |_, w| pb.println(format!("warning: {w}")),
+        &mut |sep| {
+            separate_file(sep, file, &decode, params, export, cancel, &mut |p| {
+                pb.set_message(track_name(file));
+                pb.set_length(p.total as u64);
+                pb.set_position(p.done as u64);
+            })
         },
-        &mut |w| pb.println(format!("warning: {w}")),
     )?;
     pb.finish_and_clear();
+    if report.skipped_packets > 0 {
+        eprintln!(
+            "warning: {}: {} damaged packet(s) could not be decoded and were skipped",
+            file.display(),
+            report.skipped_packets
+        );
+    }
     let elapsed = t0.elapsed().as_secs_f64();
+    // The process's resident high-water mark so far (Linux), in the summary line.
+    let peak = crate::memory::sampler::process_rss()
+        .1
+        .map(|b| format!(", peak memory {:.1} MiB", b as f64 / (1u64 << 20) as f64))
+        .unwrap_or_default();
     eprintln!(
-        "{}: {secs:.1} s of audio in {elapsed:.1} s (real-time factor {:.2})",
+        "{}: {:.1} s of audio in {elapsed:.1} s (real-time factor {:.2}{peak})",
         file.display(),
-        elapsed / secs.max(1e-9)
+        report.seconds,
+        elapsed / report.seconds.max(1e-9)
     );
-    Ok(export.write(&track_name(file), &stems)?)
+    Ok(report.written)
 }
 
 fn presets() -> Result<()> {

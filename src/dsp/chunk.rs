@@ -123,10 +123,6 @@ impl ChunkPlan {
     /// `signal` (length `length()`) into `out` (length `chunk_len()`), with
     /// zeros exactly where the window falls outside `[0, length)`.
     pub fn fill_chunk(&self, i: usize, signal: &[f32], out: &mut [f32]) -> Result<(), DspError> {
-        let chunk = self.chunk(i).ok_or(DspError::ChunkIndex {
-            index: i,
-            num_chunks: self.num_chunks,
-        })?;
         if signal.len() != self.length {
             return Err(DspError::ShapeMismatch {
                 what: "chunk source signal",
@@ -134,6 +130,33 @@ impl ChunkPlan {
                 got: signal.len(),
             });
         }
+        self.fill_chunk_from(i, signal, 0, out)
+    }
+
+    /// Range `[lo, hi)` of signal samples that chunk `i`'s read window takes from the signal
+    /// (the rest of the window is zero padding outside `[0, length)`).
+    pub fn source_range(&self, i: usize) -> Option<(usize, usize)> {
+        let chunk = self.chunk(i)?;
+        let lo = chunk.start.saturating_sub(self.context);
+        let hi = (chunk.start + self.segment + self.context).min(self.length);
+        Some((lo, hi.max(lo)))
+    }
+
+    /// [`fill_chunk`](Self::fill_chunk) from a window of the signal: `window` holds samples
+    /// `[window_start, window_start + window.len())`, which must include
+    /// [`source_range`](Self::source_range)`(i)`. This is what a streamed separation uses, so
+    /// that only a few chunks of the song are in memory at once.
+    pub fn fill_chunk_from(
+        &self,
+        i: usize,
+        window: &[f32],
+        window_start: usize,
+        out: &mut [f32],
+    ) -> Result<(), DspError> {
+        let chunk = self.chunk(i).ok_or(DspError::ChunkIndex {
+            index: i,
+            num_chunks: self.num_chunks,
+        })?;
         if out.len() != self.chunk_len() {
             return Err(DspError::ShapeMismatch {
                 what: "chunk buffer",
@@ -148,8 +171,16 @@ impl ChunkPlan {
         let src_hi = (hi.max(0) as usize).min(self.length);
         out.fill(0.0);
         if src_lo < src_hi {
+            if src_lo < window_start || src_hi > window_start + window.len() {
+                return Err(DspError::ShapeMismatch {
+                    what: "chunk source window end",
+                    expected: src_hi,
+                    got: window_start + window.len(),
+                });
+            }
             let dst_lo = (src_lo as isize - lo) as usize;
-            out[dst_lo..dst_lo + (src_hi - src_lo)].copy_from_slice(&signal[src_lo..src_hi]);
+            out[dst_lo..dst_lo + (src_hi - src_lo)]
+                .copy_from_slice(&window[src_lo - window_start..src_hi - window_start]);
         }
         Ok(())
     }

@@ -140,17 +140,27 @@ impl ExportOptions {
         }
     }
 
-    /// Writes the selected stems of `stems` for `track`; returns the written paths.
-    pub fn write(&self, track: &str, stems: &Stems) -> Result<Vec<PathBuf>, EngineError> {
-        let targets = self.targets(track, &stems.names)?;
+    /// The targets for `track` after the overwrite check, with leftovers of an interrupted
+    /// earlier run (killed mid-write) beside them removed (temp files of running writers are
+    /// kept). Call before any work that ends in writing.
+    pub fn prepare(
+        &self,
+        track: &str,
+        sources: &[String],
+    ) -> Result<Vec<(String, PathBuf)>, EngineError> {
+        let targets = self.targets(track, sources)?;
         self.check_targets(&targets)?;
-        // Leftovers of an interrupted earlier run (killed mid-write) beside the targets go
-        // first; temp files of running writers are kept.
         let mut dirs: Vec<&Path> = targets.iter().filter_map(|(_, p)| p.parent()).collect();
         dirs.dedup();
         for d in dirs {
             let _ = crate::audio::encode::clean_temp_files(d);
         }
+        Ok(targets)
+    }
+
+    /// Writes the selected stems of `stems` for `track`; returns the written paths.
+    pub fn write(&self, track: &str, stems: &Stems) -> Result<Vec<PathBuf>, EngineError> {
+        let targets = self.prepare(track, &stems.names)?;
         let mut written = Vec::with_capacity(targets.len());
         for (stem, path) in targets {
             let buf = stem_buffer(stems, &stem)?;
@@ -161,29 +171,36 @@ impl ExportOptions {
     }
 }
 
-/// A source by name, or the instrumental mix (sum of every source but vocals).
-pub fn stem_buffer(stems: &Stems, name: &str) -> Result<AudioBuffer, EngineError> {
-    if let Some(i) = stems.names.iter().position(|n| n == name) {
-        return Ok(stems.audio[i].clone());
+/// Which sources make up stem `name`, in summing order: the source itself, or for the
+/// instrumental mix every source but vocals. The error lists the allowed names.
+pub fn stem_sources(names: &[String], name: &str) -> Result<Vec<usize>, EngineError> {
+    if let Some(i) = names.iter().position(|n| n == name) {
+        return Ok(vec![i]);
     }
-    if name == INSTRUMENTAL {
-        let mut acc: Option<AudioBuffer> = None;
-        for (n, buf) in stems.names.iter().zip(&stems.audio) {
-            if n == "vocals" {
-                continue;
-            }
-            match acc.as_mut() {
-                None => acc = Some(buf.clone()),
-                Some(a) => {
-                    for (dst, src) in a.channels.iter_mut().zip(&buf.channels) {
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                    }
-                }
-            }
-        }
-        return acc.ok_or_else(|| EngineError::BadParameter("no stems to mix".into()));
+    if name == INSTRUMENTAL && names.iter().any(|n| n == "vocals") {
+        return Ok((0..names.len()).filter(|&i| names[i] != "vocals").collect());
     }
-    Err(validate_stems(&[name.to_string()], &stems.names)
+    Err(validate_stems(&[name.to_string()], names)
         .err()
         .unwrap_or_else(|| EngineError::BadParameter(format!("unknown stem `{name}`"))))
+}
+
+/// The sum of `parts` (each `[channel][frames]`, equal shapes), added in order — the same
+/// float operations for a whole song and for a block of it.
+pub fn mix_channels(parts: &[&[Vec<f32>]]) -> Vec<Vec<f32>> {
+    let mut acc: Vec<Vec<f32>> = parts.first().map(|p| p.to_vec()).unwrap_or_default();
+    for part in parts.iter().skip(1) {
+        for (dst, src) in acc.iter_mut().zip(part.iter()) {
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        }
+    }
+    acc
+}
+
+/// A source by name, or the instrumental mix (sum of every source but vocals).
+pub fn stem_buffer(stems: &Stems, name: &str) -> Result<AudioBuffer, EngineError> {
+    let idx = stem_sources(&stems.names, name)?;
+    let parts: Vec<&[Vec<f32>]> = idx.iter().map(|&i| &stems.audio[i].channels[..]).collect();
+    let rate = stems.audio[idx[0]].sample_rate;
+    Ok(AudioBuffer::new(rate, mix_channels(&parts))?)
 }

@@ -5,6 +5,7 @@ pub mod device;
 pub mod export;
 pub mod messages;
 pub mod separator;
+pub mod stream;
 pub mod worker;
 
 pub use device::{DeviceChoice, ResolvedDevice};

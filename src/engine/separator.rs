@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::audio::AudioBuffer;
+use crate::audio::{AudioBuffer, StreamResampler};
 use crate::dsp::chunk::ChunkPlan;
 use crate::dsp::ola::OverlapAdd;
 use crate::dsp::stft::Stft;
@@ -138,12 +138,13 @@ pub struct Stems {
     pub audio: Vec<AudioBuffer>,
 }
 
-/// Test hook: when set, the next forward pass on a wgpu device panics as the GPU backend does
-/// on an allocation failure or a lost adapter (cleared when it fires). Lets tests exercise
-/// [`Separator::separate_or_cpu`] without a faulty GPU.
+/// Test hook: while > 0, each forward pass on a wgpu device decrements it and panics as the
+/// GPU backend does on an allocation failure or a lost adapter. Lets tests exercise
+/// [`Separator::with_fallback`] without a faulty GPU (1: the smaller-plan GPU retry succeeds;
+/// 2: the CPU takes over).
 #[doc(hidden)]
-pub static INJECT_GPU_FAILURE: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+pub static INJECT_GPU_FAILURE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// A loaded model on a device, ready to separate songs.
 #[derive(Debug)]
@@ -233,7 +234,9 @@ impl Separator {
             &self.device.device,
         );
         if self.device.is_wgpu
-            && INJECT_GPU_FAILURE.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && INJECT_GPU_FAILURE
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
         {
             panic!("injected GPU failure: out of device memory (test hook)");
         }
@@ -274,42 +277,88 @@ impl Separator {
         )
     }
 
-    /// [`separate`](Self::separate), and when it fails on a GPU — an error from the device or
-    /// a panic inside the GPU backend (allocation failure, lost adapter) — once more on the
-    /// CPU with the same weights. `warn` receives a message saying so. Errors that are the
-    /// input's or the parameters' fault, and cancellation, are returned as they are.
+    /// [`separate`](Self::separate) through [`with_fallback`](Self::with_fallback).
     pub fn separate_or_cpu(
         &self,
         audio: &AudioBuffer,
         params: &SeparateParams,
         cancel: &CancelToken,
         progress: &mut dyn FnMut(Progress),
-        warn: &mut dyn FnMut(String),
+        warn: &mut dyn FnMut(&str, String),
     ) -> Result<Stems, EngineError> {
+        self.with_fallback(cancel, warn, &mut |sep| {
+            sep.separate(audio, params, cancel, &mut *progress)
+        })
+    }
+
+    /// Runs `job` on this separator; when it fails on a GPU — an error from the device or a
+    /// panic inside the GPU backend (allocation failure, lost adapter) — runs it again on the
+    /// GPU with a smaller plan (a quarter of the per-intermediate memory cap), and if that
+    /// fails too, on the CPU with the same weights. `warn(device, message)` is told each time:
+    /// which device runs the job now and why. Errors that are the input's or the parameters'
+    /// fault, and cancellation, are returned as they are. A job that writes files must leave
+    /// nothing behind when it fails (the writers here remove their temp files on drop).
+    pub fn with_fallback<T>(
+        &self,
+        cancel: &CancelToken,
+        warn: &mut dyn FnMut(&str, String),
+        job: &mut dyn FnMut(&Separator) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         if !self.device.is_wgpu {
-            return self.separate(audio, params, cancel, progress);
+            return job(self);
         }
-        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.separate(audio, params, cancel, &mut *progress)
-        }));
-        let failure = match attempt {
-            Ok(Ok(stems)) => return Ok(stems),
-            Ok(Err(e)) if cancel.is_cancelled() => return Err(e),
-            Ok(Err(e @ (EngineError::BadParameter(_) | EngineError::Audio(_)))) => return Err(e),
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the GPU backend stopped".into()),
+        let failure = match gpu_attempt(self, cancel, job) {
+            Ok(out) => return out,
+            Err(failure) => failure,
         };
-        warn(format!(
-            "the GPU failed ({failure}); separating on the CPU instead (slower, same result)"
-        ));
-        self.to_cpu()?.separate(audio, params, cancel, progress)
+        let cap = self.opts.max_chunk_bytes.unwrap_or(256 << 20);
+        let smaller = (cap / 4).max(MIN_RETRY_CHUNK_BYTES);
+        if smaller < cap {
+            warn(
+                "GPU (smaller plan)",
+                format!(
+                    "the GPU failed ({failure}); retrying on the GPU with a smaller plan ({} MiB \
+                     per intermediate instead of {} MiB)",
+                    smaller >> 20,
+                    cap >> 20
+                ),
+            );
+            let retry = Separator {
+                cfg: self.cfg.clone(),
+                net: self.net.clone(),
+                device: self.device.clone(),
+                stft: Stft::new(self.cfg.n_fft, self.cfg.hop_length)?,
+                opts: ForwardOptions {
+                    max_chunk_bytes: Some(smaller),
+                    ..self.opts
+                },
+            };
+            match gpu_attempt(&retry, cancel, job) {
+                Ok(out) => return out,
+                Err(again) => warn(
+                    "CPU (after a GPU failure)",
+                    format!(
+                        "the GPU failed again ({again}); separating on the CPU instead (slower, \
+                         same result)"
+                    ),
+                ),
+            }
+        } else {
+            warn(
+                "CPU (after a GPU failure)",
+                format!(
+                    "the GPU failed ({failure}); separating on the CPU instead (slower, same \
+                     result)"
+                ),
+            );
+        }
+        job(&self.to_cpu()?)
     }
 
     /// Separates a whole song. The result has the input's rate, channel count and length.
+    ///
+    /// This is [`separate_stream`](Self::separate_stream) fed from memory: a song separated
+    /// in memory and the same song streamed from a file give bit-identical stems.
     pub fn separate(
         &self,
         audio: &AudioBuffer,
@@ -317,99 +366,412 @@ impl Separator {
         cancel: &CancelToken,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Stems, EngineError> {
+        audio.validate()?;
+        let len = audio.len();
+        let nch = audio.num_channels();
+        let scale = InputScale::of(&audio.channels).scale(self.cfg.input_norm);
+        let s = self.cfg.n_sources();
+        let mut out: Vec<Vec<Vec<f32>>> = (0..s)
+            .map(|_| (0..nch).map(|_| Vec::with_capacity(len)).collect())
+            .collect();
+        // Fed in 1-second blocks: the streamed code path, exercised with its real block logic.
+        let step = audio.sample_rate.max(1) as usize;
+        let mut pos = 0;
+        self.separate_stream(
+            &StreamInput {
+                sample_rate: audio.sample_rate,
+                channels: nch,
+                frames: len,
+                scale,
+            },
+            params,
+            &mut |block| {
+                block.clear();
+                if pos >= len {
+                    return Ok(false);
+                }
+                let end = (pos + step).min(len);
+                block.extend(audio.channels.iter().map(|c| c[pos..end].to_vec()));
+                pos = end;
+                Ok(true)
+            },
+            &mut |blk| {
+                for (o, b) in out.iter_mut().zip(blk) {
+                    for (oc, bc) in o.iter_mut().zip(b) {
+                        oc.extend_from_slice(bc);
+                    }
+                }
+                Ok(())
+            },
+            cancel,
+            progress,
+        )?;
+        let stems = out
+            .into_iter()
+            .map(|chans| AudioBuffer::new(audio.sample_rate, chans))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Stems {
+            names: self.cfg.sources.clone(),
+            audio: stems,
+        })
+    }
+
+    /// Separates a song that arrives in blocks and hands the stems on in blocks, holding only
+    /// a few chunks of audio at any time (hour-long files in bounded memory).
+    ///
+    /// `next_block` replaces its argument with the next input block (`input.channels` planar
+    /// channels at `input.sample_rate`) and returns `false` at the end; exactly
+    /// `input.frames` frames must arrive. `emit` receives the stems of consecutive frame
+    /// ranges, `[source][channel][frames]` at the input's rate and channel count; in all it
+    /// receives exactly `input.frames` frames per source.
+    ///
+    /// Pipeline: resample to the model rate (streamed) → ÷ `input.scale` → chunks as the
+    /// [`ChunkPlan`] needs them (batches of `params.batch`, in order) → network → overlap-add,
+    /// drained as soon as no later chunk touches a sample → × scale → resample back (streamed).
+    /// Every stage's output depends only on its input, not on the block sizes.
+    pub fn separate_stream(
+        &self,
+        input: &StreamInput,
+        params: &SeparateParams,
+        next_block: &mut dyn FnMut(&mut Vec<Vec<f32>>) -> Result<bool, EngineError>,
+        emit: &mut dyn FnMut(&[Vec<Vec<f32>>]) -> Result<(), EngineError>,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), EngineError> {
         params.validate(&self.cfg)?;
-        let start = Instant::now();
-        let in_rate = audio.sample_rate;
-        let in_channels = audio.channels.len();
+        let (in_rate, nch, frames) = (input.sample_rate, input.channels, input.frames);
         let model_rate = self.cfg.sample_rate;
-        let resampled;
-        let audio_m = if in_rate != model_rate {
-            resampled = crate::audio::resample::resample(audio, model_rate)?;
-            &resampled
-        } else {
-            audio
-        };
-        let len = audio_m.channels.first().map_or(0, Vec::len);
+        if nch == 0 || nch > 2 {
+            return Err(EngineError::BadParameter(format!(
+                "the audio has {nch} channels; locosep separates mono or stereo (decode with                  downmix for more)"
+            )));
+        }
+        let mut to_model = StreamResampler::new(in_rate, model_rate, nch)?;
+        let len = to_model.total_output(frames);
         let min_len = self.stft.min_len();
         if len < min_len {
             return Err(EngineError::BadParameter(format!(
-                "the audio is too short for this model: {len} samples at {model_rate} Hz, at least \
-                 {min_len} are needed"
+                "the audio is too short for this model: {len} samples at {model_rate} Hz, at least                  {min_len} are needed"
             )));
         }
-        // Signals the network sees: ac = 1 → each channel alone; ac = 2 → a stereo pair (mono
-        // input duplicated, outputs averaged back).
-        let ac = self.cfg.audio_channels;
-        let mut signals: Vec<Vec<f32>> = audio_m.channels.clone();
-        if ac == 2 && signals.len() == 1 {
-            signals.push(signals[0].clone());
+        let mut core = ChunkStream::new(self, params, len, nch, input.scale)?;
+        let s = self.cfg.n_sources();
+        let mut back = (0..s)
+            .map(|_| StreamResampler::new(model_rate, in_rate, nch))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Output at the input rate, per source, before it is handed on; `sent` frames so far.
+        let mut pending: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); nch]; s];
+        let mut sent = 0usize;
+        // Hands on everything resampled so far, cut at the input's length.
+        let mut flush = |pending: &mut Vec<Vec<Vec<f32>>>, sent: &mut usize, last: bool| {
+            let avail = pending[0][0].len();
+            let take = avail.min(frames - *sent);
+            for src in pending.iter_mut() {
+                for ch in src.iter_mut() {
+                    ch.truncate(take);
+                    if last {
+                        // round(frames·r·r⁻¹) may fall one short of the input's length.
+                        ch.resize(frames - *sent, 0.0);
+                    }
+                }
+            }
+            let n = pending[0][0].len();
+            if n > 0 {
+                emit(pending)?;
+                *sent += n;
+            }
+            for src in pending.iter_mut() {
+                src.iter_mut().for_each(Vec::clear);
+            }
+            Ok::<(), EngineError>(())
+        };
+        let start = Instant::now();
+        let mut on_stems = |stems: &[Vec<Vec<f32>>], pending: &mut Vec<Vec<Vec<f32>>>| {
+            for ((b, st), p) in back.iter_mut().zip(stems).zip(pending.iter_mut()) {
+                b.push(st, p)?;
+            }
+            Ok::<(), EngineError>(())
+        };
+        progress(Progress {
+            done: 0,
+            total: core.total_chunks(),
+            elapsed: start.elapsed(),
+        });
+        let mut block = Vec::new();
+        let mut model_block: Vec<Vec<f32>> = vec![Vec::new(); nch];
+        let mut received = 0usize;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let more = next_block(&mut block)?;
+            if more {
+                if block.len() != nch {
+                    return Err(EngineError::Audio(crate::audio::AudioError::InvalidBuffer(
+                        format!("a block has {} channels, expected {nch}", block.len()),
+                    )));
+                }
+                received += block[0].len();
+                if received > frames {
+                    return Err(EngineError::BadParameter(format!(
+                        "the input grew while reading: more than the {frames} frames counted                          before"
+                    )));
+                }
+                to_model.push(&block, &mut model_block)?;
+            } else {
+                if received != frames {
+                    return Err(EngineError::BadParameter(format!(
+                        "the input changed while reading: {received} frames instead of the                          {frames} counted before"
+                    )));
+                }
+                to_model.finish(&mut model_block)?;
+            }
+            core.push(
+                &model_block,
+                !more,
+                cancel,
+                &mut |stems| on_stems(stems, &mut pending),
+                &mut |done, total| {
+                    progress(Progress {
+                        done,
+                        total,
+                        elapsed: start.elapsed(),
+                    })
+                },
+            )?;
+            model_block.iter_mut().for_each(Vec::clear);
+            if !more {
+                break;
+            }
+            flush(&mut pending, &mut sent, false)?;
         }
-        let scale = match self.cfg.input_norm {
+        for (b, p) in back.iter_mut().zip(pending.iter_mut()) {
+            b.finish(p)?;
+        }
+        flush(&mut pending, &mut sent, true)?;
+        debug_assert_eq!(sent, frames);
+        Ok(())
+    }
+}
+
+/// The smallest per-intermediate cap a GPU retry uses (16 MiB).
+const MIN_RETRY_CHUNK_BYTES: usize = 16 << 20;
+
+/// One GPU attempt of a job: `Ok(result)` when the result is final (success, cancellation, or
+/// an error that is not the device's), `Err(description)` when the GPU failed.
+fn gpu_attempt<T>(
+    sep: &Separator,
+    cancel: &CancelToken,
+    job: &mut dyn FnMut(&Separator) -> Result<T, EngineError>,
+) -> Result<Result<T, EngineError>, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(sep))) {
+        Ok(Ok(v)) => Ok(Ok(v)),
+        Ok(Err(e)) if cancel.is_cancelled() => Ok(Err(e)),
+        Ok(Err(
+            e @ (EngineError::BadParameter(_) | EngineError::Audio(_) | EngineError::Cancelled),
+        )) => Ok(Err(e)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the GPU backend stopped".into())),
+    }
+}
+
+/// What [`Separator::separate_stream`] needs to know about a song before its first block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamInput {
+    /// Sample rate of the blocks.
+    pub sample_rate: u32,
+    /// Channels per block (1 or 2).
+    pub channels: usize,
+    /// Frames in the whole song (counted beforehand: chunking needs the length).
+    pub frames: usize,
+    /// Divisor applied to the model input and multiplied back on the output (see
+    /// [`InputScale::scale`]); 1 for models without input normalisation.
+    pub scale: f32,
+}
+
+/// Running statistics of a song's samples for the model's input normalisation, accumulated
+/// per channel in sample order so that any split into blocks gives the same value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputScale {
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    count: u64,
+}
+
+impl InputScale {
+    /// Statistics of a whole song.
+    pub fn of(channels: &[Vec<f32>]) -> Self {
+        let mut me = Self::default();
+        me.add(channels);
+        me
+    }
+
+    /// Adds a block (one slice per channel, equal lengths).
+    pub fn add<S: AsRef<[f32]>>(&mut self, block: &[S]) {
+        if self.sum.len() < block.len() {
+            self.sum.resize(block.len(), 0.0);
+            self.sum_sq.resize(block.len(), 0.0);
+        }
+        for (c, ch) in block.iter().enumerate() {
+            for &v in ch.as_ref() {
+                self.sum[c] += f64::from(v);
+                self.sum_sq[c] += f64::from(v) * f64::from(v);
+            }
+        }
+        self.count += block.first().map_or(0, |c| c.as_ref().len()) as u64 * block.len() as u64;
+    }
+
+    /// The input divisor for `norm`: 1 for [`InputNorm::None`]; for [`InputNorm::Std`] the
+    /// unbiased standard deviation of every sample of every channel (ESPnet divides the
+    /// mixture by `torch.std`), + 1e-8.
+    pub fn scale(&self, norm: InputNorm) -> f32 {
+        match norm {
             InputNorm::None => 1.0,
             InputNorm::Std => {
-                // ESPnet divides by torch.std (unbiased) of the mixture; we use the whole song.
-                let all = signals.iter().flatten().copied();
-                let count = (signals.len() * len) as f64;
-                let mean = all.clone().map(f64::from).sum::<f64>() / count;
-                let var =
-                    all.map(|v| (v as f64 - mean).powi(2)).sum::<f64>() / (count - 1.0).max(1.0);
+                let n = self.count as f64;
+                let sum: f64 = self.sum.iter().sum();
+                let sum_sq: f64 = self.sum_sq.iter().sum();
+                let mean = sum / n.max(1.0);
+                let var = ((sum_sq - n * mean * mean) / (n - 1.0).max(1.0)).max(0.0);
                 (var.sqrt() + 1e-8) as f32
             }
-        };
-        if scale != 1.0 {
-            signals.iter_mut().flatten().for_each(|v| *v /= scale);
         }
-        let groups: Vec<Vec<&Vec<f32>>> = if ac == 1 {
-            signals.iter().map(|s| vec![s]).collect()
-        } else {
-            vec![signals.iter().collect()]
-        };
+    }
+}
+
+/// The chunk-level part of a streamed separation at the model's rate: collects input until a
+/// batch of chunks is complete, runs it, overlap-adds, and emits every sample no later chunk
+/// will touch.
+///
+/// Invariants: `window` holds model-input samples `[base, base + window[0].len())` (already
+/// divided by the scale), and `base` never passes the first sample the next chunk reads, so
+/// memory is a batch of chunks plus one stride, whatever the song's length. Batches are the
+/// same fixed groups `[k·batch, (k+1)·batch)` as a one-shot run, so results do not depend on
+/// how the input was split.
+struct ChunkStream<'a> {
+    sep: &'a Separator,
+    plan: ChunkPlan,
+    batch: usize,
+    in_channels: usize,
+    scale: f32,
+    window: Vec<Vec<f32>>,
+    base: usize,
+    /// One accumulator per group: outputs are (source, channel-in-group) planar.
+    olas: Vec<OverlapAdd>,
+    next_chunk: usize,
+    drained: Vec<Vec<Vec<f32>>>,
+}
+
+impl<'a> ChunkStream<'a> {
+    fn new(
+        sep: &'a Separator,
+        params: &SeparateParams,
+        len: usize,
+        in_channels: usize,
+        scale: f32,
+    ) -> Result<Self, EngineError> {
+        let cfg = &sep.cfg;
+        let ac = cfg.audio_channels;
         let (segment, context, overlap) = if params.no_split {
             (len, 0, 0.0)
         } else {
-            let seg = (params.segment_seconds.unwrap_or(self.cfg.segment_seconds)
-                * model_rate as f64)
+            let seg = (params.segment_seconds.unwrap_or(cfg.segment_seconds)
+                * cfg.sample_rate as f64)
                 .round() as usize;
-            (seg.max(min_len), self.cfg.n_fft, params.overlap)
+            (seg.max(sep.stft.min_len()), cfg.n_fft, params.overlap)
         };
         let plan = ChunkPlan::new(len, segment, overlap, context)?;
-        let s = self.cfg.n_sources();
-        // One accumulator per group: outputs are (source, channel-in-group) planar.
-        let mut olas = groups
-            .iter()
+        // Signals the network sees: ac = 1 → each channel alone; ac = 2 → a stereo pair (mono
+        // input duplicated, outputs averaged back).
+        let signals = if ac == 2 { 2 } else { in_channels };
+        let groups = if ac == 1 { signals } else { 1 };
+        let s = cfg.n_sources();
+        let olas = (0..groups)
             .map(|_| OverlapAdd::new(&plan, s * ac, params.transition_power))
             .collect::<Result<Vec<_>, _>>()?;
-        let total = plan.num_chunks();
-        let chunk_len = plan.chunk_len();
-        let mut done = 0;
-        progress(Progress {
-            done,
-            total,
-            elapsed: start.elapsed(),
-        });
-        let mut flat = Vec::with_capacity(s * ac * chunk_len);
-        let chunk_ids: Vec<usize> = (0..total).collect();
-        for batch in chunk_ids.chunks(params.batch) {
+        Ok(Self {
+            sep,
+            plan,
+            batch: params.batch,
+            in_channels,
+            scale,
+            window: vec![Vec::new(); signals],
+            base: 0,
+            olas,
+            next_chunk: 0,
+            drained: vec![vec![Vec::new(); s * ac]; groups],
+        })
+    }
+
+    fn total_chunks(&self) -> usize {
+        self.plan.num_chunks()
+    }
+
+    /// Appends model-rate input (`in_channels` planar slices; `last`: nothing follows) and runs
+    /// every batch whose chunks are complete. `emit` gets `[source][in_channel][n]` blocks.
+    fn push(
+        &mut self,
+        block: &[Vec<f32>],
+        last: bool,
+        cancel: &CancelToken,
+        emit: &mut dyn FnMut(&[Vec<Vec<f32>>]) -> Result<(), EngineError>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(), EngineError> {
+        for (k, w) in self.window.iter_mut().enumerate() {
+            let src = &block[k.min(self.in_channels - 1)];
+            if self.scale == 1.0 {
+                w.extend_from_slice(src);
+            } else {
+                w.extend(src.iter().map(|v| v / self.scale));
+            }
+        }
+        let received = self.base + self.window[0].len();
+        let total = self.plan.num_chunks();
+        let ac = self.sep.cfg.audio_channels;
+        let chunk_len = self.plan.chunk_len();
+        let mut flat = Vec::new();
+        while self.next_chunk < total {
+            let batch = self.next_chunk..(self.next_chunk + self.batch).min(total);
+            let (_, need) = self
+                .plan
+                .source_range(batch.end - 1)
+                .expect("chunk index in range");
+            if received < need && !last {
+                break;
+            }
+            if received != self.plan.length() && last {
+                return Err(EngineError::BadParameter(format!(
+                    "the stream ended after {received} of {} samples",
+                    self.plan.length()
+                )));
+            }
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
             // Items of this forward: every chunk of the batch × every group.
-            let mut items = Vec::with_capacity(batch.len() * groups.len());
-            for &ci in batch {
-                for group in &groups {
+            let groups = self.olas.len();
+            let mut items = Vec::with_capacity(batch.len() * groups);
+            for ci in batch.clone() {
+                for g in 0..groups {
+                    let sigs = if ac == 1 { g..g + 1 } else { 0..2 };
                     let mut item = Vec::with_capacity(ac);
-                    for sig in group {
+                    for k in sigs {
                         let mut buf = vec![0f32; chunk_len];
-                        plan.fill_chunk(ci, sig, &mut buf)?;
+                        self.plan
+                            .fill_chunk_from(ci, &self.window[k], self.base, &mut buf)?;
                         item.push(buf);
                     }
                     items.push(item);
                 }
             }
-            let outs = self.forward_waveforms(&items)?;
+            let outs = self.sep.forward_waveforms(&items)?;
             let mut outs = outs.into_iter();
-            for &ci in batch {
-                for ola in olas.iter_mut() {
+            for ci in batch.clone() {
+                for ola in self.olas.iter_mut() {
                     let out = outs
                         .next()
                         .ok_or_else(|| EngineError::Device("missing batch output".into()))?;
@@ -422,55 +784,58 @@ impl Separator {
                     ola.add_chunk(ci, &flat)?;
                 }
             }
-            done += batch.len();
-            progress(Progress {
-                done,
-                total,
-                elapsed: start.elapsed(),
-            });
-        }
-        // Collect: per source, the input's channels.
-        let mut per_source: Vec<Vec<Vec<f32>>> = vec![Vec::new(); s];
-        for ola in olas {
-            let outs = ola.finish()?;
-            for (k, wave) in outs.into_iter().enumerate() {
-                per_source[k / ac].push(wave);
+            self.next_chunk = batch.end;
+            progress(self.next_chunk, total);
+            self.drain(emit)?;
+            // Drop input no later chunk reads.
+            let keep_from = match self.plan.source_range(self.next_chunk) {
+                Some((lo, _)) => lo,
+                None => received,
             }
-        }
-        let mut stems = Vec::with_capacity(s);
-        for mut chans in per_source {
-            if scale != 1.0 {
-                chans.iter_mut().flatten().for_each(|v| *v *= scale);
+            .max(self.base);
+            let n = (keep_from - self.base).min(self.window[0].len());
+            for w in self.window.iter_mut() {
+                w.drain(..n);
             }
-            if chans.len() == 2 && in_channels == 1 {
-                // Joint-stereo model on a mono song: average back to mono.
+            self.base += n;
+        }
+        Ok(())
+    }
+
+    /// Emits what the accumulators have finished: × scale, mono models' channels side by side,
+    /// a joint-stereo model's output averaged back to mono for a mono song.
+    fn drain(
+        &mut self,
+        emit: &mut dyn FnMut(&[Vec<Vec<f32>>]) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let mut n = 0;
+        for (ola, d) in self.olas.iter_mut().zip(self.drained.iter_mut()) {
+            d.iter_mut().for_each(Vec::clear);
+            n = ola.drain_ready(d)?;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let ac = self.sep.cfg.audio_channels;
+        let s = self.sep.cfg.n_sources();
+        let mut stems: Vec<Vec<Vec<f32>>> = Vec::with_capacity(s);
+        for si in 0..s {
+            let mut chans: Vec<Vec<f32>> = if ac == 1 {
+                self.drained.iter().map(|d| d[si].clone()).collect()
+            } else {
+                (0..2)
+                    .map(|c| self.drained[0][si * 2 + c].clone())
+                    .collect()
+            };
+            if self.scale != 1.0 {
+                chans.iter_mut().flatten().for_each(|v| *v *= self.scale);
+            }
+            if chans.len() == 2 && self.in_channels == 1 {
                 let (l, r) = (&chans[0], &chans[1]);
                 chans = vec![l.iter().zip(r).map(|(a, b)| 0.5 * (a + b)).collect()];
             }
-            let buf = AudioBuffer::new(model_rate, chans)?;
-            let buf = if in_rate != model_rate {
-                resample_to_length(&buf, in_rate, audio.channels[0].len())?
-            } else {
-                buf
-            };
-            stems.push(buf);
+            stems.push(chans);
         }
-        Ok(Stems {
-            names: self.cfg.sources.clone(),
-            audio: stems,
-        })
+        emit(&stems)
     }
-}
-
-/// Resamples back to the input rate and fixes the length to the input's exactly.
-fn resample_to_length(
-    buf: &AudioBuffer,
-    rate: u32,
-    len: usize,
-) -> Result<AudioBuffer, EngineError> {
-    let mut out = crate::audio::resample::resample(buf, rate)?;
-    for ch in out.channels.iter_mut() {
-        ch.resize(len, 0.0);
-    }
-    Ok(out)
 }

@@ -417,13 +417,13 @@ fn separate(
                 elapsed: p.elapsed,
             });
         },
-        // A GPU failure: the job goes on on the CPU; the front end is told which device runs
-        // it now and why.
-        &mut |warning| {
+        // A GPU failure: the job goes on with a smaller plan or on the CPU; the front end is
+        // told which device runs it now and why.
+        &mut |device, warning| {
             out.send(EngineEvent::Started {
                 job,
                 model: loaded.description.clone(),
-                device: "CPU (after a GPU failure)".into(),
+                device: device.into(),
                 warnings: vec![warning],
             })
         },

@@ -11,13 +11,14 @@ use egui::{Color32, RichText, Ui};
 
 use super::command::Command;
 use super::compare::{ComparePanel, RunStatus, reference_files};
-use super::export_panel::{ExportPanel, pick_folder};
+use super::dialogs;
+use super::export_panel::ExportPanel;
 use super::finetune::{Field, FineTuneAction, FineTuneForm, FineTunePanel};
 use super::lane::Lane;
 use super::memory_graph::MemoryGraph;
 use super::mixer::MixerState;
 use super::player::Player;
-use super::presets_panel::{PresetsPanel, SongShape, pick_checkpoint, pick_config};
+use super::presets_panel::{PresetsPanel, SongShape};
 use super::settings::{Settings, Tab};
 use super::spectrogram::Spectrograms;
 use super::time_view::TimeView;
@@ -30,7 +31,7 @@ use crate::train::trainer::TrainConfig;
 use crate::train::worker::{ModelSpec as TrainModel, TrainCommand, TrainUpdate};
 
 /// Extensions offered by the open dialog.
-const AUDIO_EXTENSIONS: [&str; 9] = [
+pub(super) const AUDIO_EXTENSIONS: [&str; 9] = [
     "wav", "flac", "mp3", "ogg", "m4a", "aac", "mp4", "aiff", "opus",
 ];
 
@@ -359,12 +360,10 @@ impl LocosepApp {
         match action {
             FineTuneAction::Browse(field) => {
                 let picked = match field {
-                    Field::From => pick_checkpoint(),
-                    _ => rfd::FileDialog::new()
-                        .set_title("Choose a folder")
-                        .pick_folder(),
+                    Field::From => dialogs::checkpoint(),
+                    _ => dialogs::folder("Choose a folder"),
                 };
-                if let Some(p) = picked {
+                if let Some(p) = self.picked(picked) {
                     let text = p.display().to_string();
                     let f = &mut self.finetune.form;
                     match field {
@@ -582,15 +581,23 @@ impl LocosepApp {
         self.update_player_tracks();
     }
 
+    /// The file a dialog returned; when no dialog could open, the reason goes to the
+    /// window's error list.
+    fn picked<T>(&mut self, picked: dialogs::Picked<T>) -> Option<T> {
+        picked.unwrap_or_else(|e| {
+            if !self.errors.contains(&e) {
+                self.errors.push(e);
+            }
+            None
+        })
+    }
+
     // ----- Commands -----
 
     fn apply(&mut self, ctx: &egui::Context, command: Command) {
         match command {
             Command::OpenDialog => {
-                if let Some(p) = rfd::FileDialog::new()
-                    .add_filter("audio", &AUDIO_EXTENSIONS)
-                    .pick_file()
-                {
+                if let Some(p) = self.picked(dialogs::audio_file()) {
                     self.apply(ctx, Command::Open(p));
                 }
             }
@@ -600,10 +607,7 @@ impl LocosepApp {
                 self.send(EngineCommand::LoadSong { job, path });
             }
             Command::EnqueueDialog => {
-                if let Some(files) = rfd::FileDialog::new()
-                    .add_filter("audio", &AUDIO_EXTENSIONS)
-                    .pick_files()
-                {
+                if let Some(files) = self.picked(dialogs::audio_files()) {
                     self.apply(ctx, Command::Enqueue(files));
                 }
             }
@@ -635,7 +639,7 @@ impl LocosepApp {
                 self.store_settings();
             }
             Command::PickCheckpoint(preset) => {
-                if let Some(ck) = pick_checkpoint() {
+                if let Some(ck) = self.picked(dialogs::checkpoint()) {
                     self.settings.checkpoints.insert(preset.clone(), ck.clone());
                     self.settings.model = ModelChoice::Preset {
                         name: preset,
@@ -645,13 +649,13 @@ impl LocosepApp {
                 }
             }
             Command::ImportCustom => {
-                if let Some(config) = pick_config() {
+                if let Some(config) = self.picked(dialogs::config()) {
                     match crate::model::config::ModelConfig::from_file(&config) {
                         Err(e) => self
                             .errors
                             .push(format!("Cannot use {}: {e}", config.display())),
                         Ok(_) => {
-                            if let Some(ck) = pick_checkpoint() {
+                            if let Some(ck) = self.picked(dialogs::checkpoint()) {
                                 self.settings.custom.push((config.clone(), ck.clone()));
                                 self.settings.model = ModelChoice::Config {
                                     config,
@@ -679,13 +683,16 @@ impl LocosepApp {
             Command::SetSolo(i, on) => self.set_strip(i, |s| s.solo = on),
             Command::SetGain(i, db) => self.set_strip(i, |s| s.gain_db = db),
             Command::PickExportDir => {
-                if let Some(dir) = pick_folder() {
+                if let Some(dir) = self.picked(dialogs::folder("Export stems to…")) {
                     self.export.form.out_dir = dir;
                     self.store_settings();
                 }
             }
             Command::Export { overwrite } => self.export(overwrite),
-            Command::CancelOverwrite => self.export.confirm = None,
+            Command::CancelOverwrite => {
+                self.export.confirm = None;
+                self.export.status = Some("Export cancelled: the existing files were kept.".into());
+            }
             Command::SetTab(tab) => self.settings.layout.tab = tab,
             Command::ToggleCompare(choice) => {
                 if let Some(i) = self.settings.compare.iter().position(|c| *c == choice) {
@@ -958,10 +965,13 @@ impl LocosepApp {
                     cmds.push(Command::Cancel(j.job));
                 }
                 if !j.device.is_empty() {
-                    ui.label(RichText::new(format!("{} on {}", j.model, j.device)).small());
+                    let what = format!("{} on {}", j.model, j.device);
+                    ui.add(egui::Label::new(RichText::new(&what).small()).truncate())
+                        .on_hover_text(what);
                 }
             } else if let Some(r) = &self.last_result {
-                ui.label(r);
+                ui.add(egui::Label::new(r.as_str()).truncate())
+                    .on_hover_text(r.as_str());
             }
         });
     }
@@ -1009,7 +1019,12 @@ impl LocosepApp {
                 cmds.push(Command::SetView(v));
             }
             if !enabled {
-                ui.label(RichText::new(self.player.status()).small().weak());
+                // Truncated to the row (full text on hover): a long message must not widen the
+                // central panel, or the lanes would run under the side panel.
+                ui.add(
+                    egui::Label::new(RichText::new(self.player.status()).small().weak()).truncate(),
+                )
+                .on_hover_text(self.player.status());
             }
         });
         // Horizontal scroll through the song when zoomed in.

@@ -129,10 +129,3 @@ impl ExportPanel {
             });
     }
 }
-
-/// Asks for an export folder.
-pub fn pick_folder() -> Option<PathBuf> {
-    rfd::FileDialog::new()
-        .set_title("Export stems to…")
-        .pick_folder()
-}

@@ -12,6 +12,7 @@ use crate::engine::worker::EngineHandle;
 mod app;
 pub mod command;
 pub mod compare;
+pub mod dialogs;
 pub mod export_panel;
 pub mod finetune;
 pub mod lane;

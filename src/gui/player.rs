@@ -291,7 +291,7 @@ fn open_stream() -> Result<(Link, String), String> {
         .unwrap_or_else(|_| "default output".into());
     let supported = device
         .default_output_config()
-        .map_err(|e| format!("the output device has no usable format ({e})"))?;
+        .map_err(|e| format!("no usable audio output ({e})"))?;
     let config = supported.config();
     let (to_audio, from_gui) = sync_channel::<ToAudio>(64);
     let (to_gui, from_audio) = sync_channel::<FromAudio>(256);

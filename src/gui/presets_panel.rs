@@ -4,7 +4,6 @@
 use eframe::egui;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use egui::{Color32, RichText, Ui};
 
@@ -290,20 +289,4 @@ pub fn human(n: usize) -> String {
     } else {
         format!("{:.1} k", n as f64 / 1e3)
     }
-}
-
-/// Asks for a checkpoint file.
-pub fn pick_checkpoint() -> Option<PathBuf> {
-    rfd::FileDialog::new()
-        .set_title("Choose a checkpoint")
-        .add_filter("checkpoint", &["safetensors", "pth", "pt"])
-        .pick_file()
-}
-
-/// Asks for a model config file.
-pub fn pick_config() -> Option<PathBuf> {
-    rfd::FileDialog::new()
-        .set_title("Choose a model config")
-        .add_filter("config", &["toml", "json", "yaml", "yml"])
-        .pick_file()
 }

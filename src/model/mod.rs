@@ -8,6 +8,7 @@ pub mod layers;
 pub mod loader;
 pub mod network;
 pub mod pth;
+pub mod reduce;
 pub mod state_dict;
 
 pub use config::{ModelConfig, Preset};

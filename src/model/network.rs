@@ -314,9 +314,10 @@ impl TfLocoformer {
             ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
         );
         let [b, c, t, f] = x.dims();
-        // GroupNorm with one group: biased variance over all C·T·F values of an item.
+        // GroupNorm with one group: biased variance over all C·T·F values of an item (staged:
+        // a single wgpu reduction over more than 2¹⁸ values is wrong, see `reduce`).
         let flat = x.reshape([b, c * t * f]);
-        let (var, mean) = flat.clone().var_mean_bias(1);
+        let (var, mean) = super::reduce::var_mean_rows(flat.clone());
         let x = ((flat - mean) / var.add_scalar(self.eps).sqrt()).reshape([b, c, t, f])
             * self.gn_w.val().reshape([1, c, 1, 1])
             + self.gn_b.val().reshape([1, c, 1, 1]);

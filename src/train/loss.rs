@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::spectral::DiffStft;
+use crate::model::reduce::{mean_rows, sum_rows};
 
 /// Mean power below which a reference row counts as silent (−100 dBFS).
 pub const SILENT_POWER: f64 = 1e-10;
@@ -81,12 +82,12 @@ impl SeparationLoss {
     /// - output: `[R]`
     pub fn si_sdr(&self, est: Tensor<2>, reference: Tensor<2>) -> Tensor<1> {
         let eps = self.cfg.eps as f64;
-        let dot = (est.clone() * reference.clone()).sum_dim(1);
-        let energy = reference.clone().square().sum_dim(1).add_scalar(eps);
+        let dot = sum_rows(est.clone() * reference.clone());
+        let energy = sum_rows(reference.clone().square()).add_scalar(eps);
         let target = reference * (dot / energy); // α·s
         let noise = est - target.clone();
         let ratio =
-            target.square().sum_dim(1).add_scalar(eps) / noise.square().sum_dim(1).add_scalar(eps);
+            sum_rows(target.square()).add_scalar(eps) / sum_rows(noise.square()).add_scalar(eps);
         let [r, _] = ratio.dims();
         (ratio.log() * (10.0 / std::f64::consts::LN_10)).reshape([r])
     }
@@ -98,8 +99,8 @@ impl SeparationLoss {
     /// - output: `[R]`
     pub fn sdr(&self, est: Tensor<2>, reference: Tensor<2>) -> Tensor<1> {
         let eps = self.cfg.eps as f64;
-        let signal = reference.clone().square().sum_dim(1).add_scalar(eps);
-        let noise = (est - reference).square().sum_dim(1).add_scalar(eps);
+        let signal = sum_rows(reference.clone().square()).add_scalar(eps);
+        let noise = sum_rows((est - reference).square()).add_scalar(eps);
         let [r, _] = signal.dims();
         ((signal / noise).log() * (10.0 / std::f64::consts::LN_10)).reshape([r])
     }
@@ -125,10 +126,7 @@ impl SeparationLoss {
         // A silent reference (a stem that does not play in this segment) has no meaningful
         // SI-SDR (≈ −100 dB from the ε terms) and would swamp the loss: such rows are left out
         // of the SI-SDR term; the L1 and spectral terms still push their estimates to silence.
-        let active = r2
-            .clone()
-            .square()
-            .mean_dim(1)
+        let active = mean_rows(r2.clone().square())
             .reshape([b * s])
             .greater_elem(SILENT_POWER)
             .float();
