@@ -1058,8 +1058,16 @@ impl LocosepApp {
                     Color32::from_rgb(200, 160, 255),
                 ];
                 let lanes = std::iter::once(&song.lane).chain(&self.stem_lanes);
+                // Lane i is mixer strip i: a lane that is not heard (muted, or another is
+                // soloed) is drawn dimmed.
+                let gains = self.mixer.gains();
                 for (i, lane) in lanes.enumerate() {
-                    let color = colors[i % colors.len()];
+                    let heard = gains.get(i).is_none_or(|&g| g > 0.0);
+                    let color = if heard {
+                        colors[i % colors.len()]
+                    } else {
+                        colors[i % colors.len()].gamma_multiply(0.3)
+                    };
                     let playhead = self.player.position_secs();
                     if let Some(a) = waveform::show(
                         ui,

@@ -265,7 +265,9 @@ impl ComparePanel {
         ui.heading("Compare presets");
         let names: Vec<String> = ticked.iter().map(ModelChoice::label).collect();
         ui.label(if names.is_empty() {
-            "Tick two or more models in the Model list (left).".to_string()
+            "Tick \"compare\" on two or more models in the Model list (left); a preset can be \
+             ticked once its weights are chosen (weights…)."
+                .to_string()
         } else {
             format!("Ticked: {}", names.join(", "))
         });
@@ -279,10 +281,22 @@ impl ComparePanel {
             }
             let region = match self.excerpt {
                 Some((a, b)) => format!("on the loop region {:.1}–{:.1} s", a, b),
-                None => "on the whole song (drag on the waveform to compare an excerpt)".into(),
+                None => "on the whole song".into(),
             };
             ui.label(region);
         });
+        if self.excerpt.is_none() {
+            // Its own wrapped line: a long label in the row would widen the panel.
+            ui.add(
+                egui::Label::new(
+                    RichText::new(
+                        "To compare an excerpt, drag across the waveform on the Song tab.",
+                    )
+                    .small(),
+                )
+                .wrap(),
+            );
+        }
         if self.references.is_empty() {
             ui.label(RichText::new("No reference stems (SDR needs vocals/drums/bass/other.wav beside a mixture.wav).").small());
         } else {
@@ -367,9 +381,14 @@ impl ComparePanel {
                         }
                         if let (Some(id), Some(col)) = (self.diffs.get(name), cols.last_mut()) {
                             let (a, b) = (done[0].choice.label(), done[1].choice.label());
-                            col.label(
-                                RichText::new(format!("difference {a} - {b} (red: {a} louder)"))
+                            col.add(
+                                egui::Label::new(
+                                    RichText::new(format!(
+                                        "difference {a} - {b} (red: {a} louder)"
+                                    ))
                                     .small(),
+                                )
+                                .truncate(),
                             );
                             specs.show(col, *id, &format!("{name} difference"), None, 90.0);
                         }

@@ -13,6 +13,9 @@ const RSS: Color32 = Color32::from_rgb(170, 170, 170);
 const PREDICTED: Color32 = Color32::from_rgb(120, 220, 120);
 const CEILING: Color32 = Color32::from_rgb(240, 80, 80);
 
+/// Height of the legend band above the plot, in points (two lines of 11-point text).
+const LEGEND_BAND: f32 = 30.0;
+
 /// Samples of the running (or last) job, plus the two reference lines.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryGraph {
@@ -50,6 +53,8 @@ impl MemoryGraph {
     }
 
     /// Draws the plot.
+    ///
+    /// Layout: a legend band of [`LEGEND_BAND`] points on top, the plot below it.
     pub fn show(&self, ui: &mut Ui, height: f32) {
         let (rect, response) =
             ui.allocate_exact_size(Vec2::new(ui.available_width(), height), Sense::hover());
@@ -72,10 +77,16 @@ impl MemoryGraph {
         let ceiling_in_view = self.ceiling.filter(|&c| c <= data_top.saturating_mul(3));
         let top = data_top.max(ceiling_in_view.unwrap_or(0)) as f64 * 1.15;
         let t_max = self.samples.last().map_or(1.0, |s| s.t).max(1.0);
+        // The top band holds the legend lines; the curves and levels are drawn below it so
+        // that no text sits on a line.
+        let plot = egui::Rect::from_min_max(
+            rect.left_top() + Vec2::new(0.0, LEGEND_BAND.min(rect.height() * 0.5)),
+            rect.right_bottom(),
+        );
         let pt = |t: f64, b: u64| {
             Pos2::new(
-                rect.left() + (t / t_max) as f32 * rect.width(),
-                rect.bottom() - (b as f64 / top) as f32 * rect.height(),
+                plot.left() + (t / t_max) as f32 * plot.width(),
+                plot.bottom() - (b as f64 / top) as f32 * plot.height(),
             )
         };
         let font = egui::FontId::proportional(11.0);

@@ -75,6 +75,8 @@ impl MixerState {
 
     /// Draws the strips; changes become commands.
     pub fn show(&self, ui: &mut Ui, commands: &mut Vec<Command>) {
+        // A value box wide enough for "-40.0 dB", so the panel does not jump while dragging.
+        ui.spacing_mut().interact_size.x = 64.0;
         egui::Grid::new("mixer")
             .num_columns(4)
             .spacing([6.0, 4.0])
@@ -99,6 +101,7 @@ impl MixerState {
                     }
                     let mut gain = s.gain_db;
                     let slider = egui::Slider::new(&mut gain, -40.0..=12.0)
+                        .fixed_decimals(1)
                         .suffix(" dB")
                         .show_value(true);
                     if ui

@@ -200,8 +200,8 @@ impl PresetsPanel {
                 if let Some(c) = &row.choice {
                     let mut ticked = settings.compare.contains(c);
                     if ui
-                        .checkbox(&mut ticked, "")
-                        .on_hover_text(format!("compare {}", row.label))
+                        .checkbox(&mut ticked, "compare")
+                        .on_hover_text(format!("Include {} in the Compare tab", row.label))
                         .changed()
                     {
                         commands.push(Command::ToggleCompare(c.clone()));

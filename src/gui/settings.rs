@@ -42,13 +42,23 @@ pub struct ExportSettings {
 impl Default for ExportSettings {
     fn default() -> Self {
         Self {
-            out_dir: PathBuf::from("stems"),
+            out_dir: default_export_dir(),
             template: "{track}/{stem}.{ext}".into(),
             format: "wav16".into(),
             skipped: Vec::new(),
             instrumental: false,
         }
     }
+}
+
+/// Where stems go until the user picks a folder: `~/Music/locosep` (the XDG music folder), else
+/// `~/locosep`; an absolute path, so it does not depend on where the app was started from.
+pub fn default_export_dir() -> PathBuf {
+    let dirs = directories::UserDirs::new();
+    dirs.as_ref()
+        .and_then(|d| d.audio_dir().map(|m| m.join("locosep")))
+        .or_else(|| dirs.as_ref().map(|d| d.home_dir().join("locosep")))
+        .unwrap_or_else(|| PathBuf::from("stems"))
 }
 
 /// Window layout choices.

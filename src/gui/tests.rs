@@ -110,7 +110,12 @@ fn stems_of(mix: &AudioBuffer, flavour: f32) -> Arc<Stems> {
     Arc::new(Stems { names, audio })
 }
 
-fn harness(options: AppOptions) -> (Harness<'static, LocosepApp>, FakeEngine) {
+fn harness(mut options: AppOptions) -> (Harness<'static, LocosepApp>, FakeEngine) {
+    if options.settings_path.is_none() {
+        // Settings with the machine-independent defaults of `settings_file` (snapshots).
+        let dir = tempfile::tempdir().unwrap().keep();
+        options.settings_path = Some(settings_file(&dir, |_| {}));
+    }
     let (cmd_tx, cmd_rx) = channel();
     let (ev_tx, ev_rx) = channel();
     let harness = Harness::builder()
@@ -220,6 +225,9 @@ fn separated(h: &mut Harness<'_, LocosepApp>, fake: &FakeEngine, audio: &AudioBu
 
 fn settings_file(dir: &Path, f: impl FnOnce(&mut Settings)) -> PathBuf {
     let mut s = Settings::default();
+    // The default export folder is under the user's home: fixed here so snapshots do not
+    // depend on the machine.
+    s.export.out_dir = PathBuf::from("stems");
     f(&mut s);
     let path = dir.join("settings.json");
     s.store(&path).expect("write settings");
