@@ -113,8 +113,11 @@ pub(super) struct AttentionKernel {
 impl KernelSource for AttentionKernel {
     fn source(&self) -> SourceTemplate {
         let tile_len = (self.block_tile * self.head_dim).to_string();
+        let d4 = self.head_dim.div_ceil(4);
         SourceTemplate::new(self.source.clone())
             .register("head_dim", self.head_dim.to_string())
+            .register("head_dim4", d4.to_string())
+            .register("kv_tile_len4", (self.block_tile * d4).to_string())
             .register("block_q", self.block_rows.to_string())
             .register("block_k", self.block_tile.to_string())
             .register("kv_tile_len", tile_len.clone())
