@@ -22,17 +22,25 @@ pub fn sum_rows(x: Tensor<2>) -> Tensor<2> {
     if n <= STAGE {
         return x.sum_dim(1);
     }
-    let k = n.div_ceil(STAGE);
-    // Zero padding to k·STAGE changes no sum.
-    let x = if k * STAGE > n {
-        let pad = Tensor::<2>::zeros([r, k * STAGE - n], &x.device());
-        Tensor::cat(vec![x, pad], 1)
-    } else {
-        x
+    // Split the row as [n / s, s] with s the largest divisor of n up to STAGE: a reshape of a
+    // contiguous tensor, no copy (C·T·F and segment lengths always have one). A row with no
+    // divisor of useful size (n nearly prime) is zero-padded instead, which costs a copy.
+    let s = (MIN_SPLIT..=STAGE).rev().find(|s| n % s == 0);
+    let (x, s) = match s {
+        Some(s) => (x, s),
+        None => {
+            let k = n.div_ceil(STAGE);
+            let pad = Tensor::<2>::zeros([r, k * STAGE - n], &x.device());
+            (Tensor::cat(vec![x, pad], 1), STAGE)
+        }
     };
-    let partial = x.reshape([r, k, STAGE]).sum_dim(2).reshape([r, k]);
-    sum_rows(partial)
+    let [_, padded] = x.dims();
+    let k = padded / s;
+    sum_rows(x.reshape([r, k, s]).sum_dim(2).reshape([r, k]))
 }
+
+/// Smallest split [`sum_rows`] accepts before it pads instead.
+const MIN_SPLIT: usize = 256;
 
 /// Mean of each row.
 ///
@@ -65,11 +73,17 @@ mod tests {
         t.into_data().convert::<f32>().to_vec().unwrap()
     }
 
-    /// On flex and on wgpu (lavapipe in CI), rows of 300 001 values: the staged reductions
-    /// equal a float64 sum on the host. (burn-wgpu's own `sum_dim` fails this.)
+    /// On flex and on wgpu (lavapipe in CI), rows of 300 007 values (a prime: the
+    /// padded split) and of 16·173·257 (an encoder's C·T·F: the reshaped split): the staged
+    /// reductions equal a float64 sum on the host. (burn-wgpu's own `sum_dim` fails this.)
     #[test]
     fn long_rows_reduce_exactly_on_both_backends() {
-        let n = 300_001;
+        for n in [300_007, 16 * 173 * 257] {
+            check_rows(n);
+        }
+    }
+
+    fn check_rows(n: usize) {
         let x = Tensor::<2>::random([2, n], Distribution::Normal(0.5, 1.0), &Device::flex());
         let v = host(x.clone());
         let want: Vec<(f64, f64)> = (0..2)

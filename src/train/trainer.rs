@@ -311,8 +311,12 @@ fn batch_tensors(
     Ok((x, y, n))
 }
 
-/// Estimated waveforms `[B, S·ac, N]` from the network output `[B, 2·S·ac, T, F]`.
-fn decode_output(out: Tensor<4>, istft: &DiffIstft, n: usize) -> Tensor<3> {
+/// Estimated waveforms from the network output (the differentiable iSTFT of each source).
+///
+/// # Shapes
+/// - out: `[B, 2·S·ac, T, F]`
+/// - output: `[B, S·ac, N]`
+pub fn decode_output(out: Tensor<4>, istft: &DiffIstft, n: usize) -> Tensor<3> {
     let [b, c, t, f] = out.dims();
     let k = c / 2;
     let y = out.reshape([b * k, 2, t, f]);

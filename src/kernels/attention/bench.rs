@@ -186,6 +186,33 @@ pub fn memory_report(device: &Device) -> Option<burn::cubecl::MemoryReport> {
     )
 }
 
+/// The allocator's reserved high-water mark on a cubecl device: over every pool of every
+/// stream, the most pages it ever held times its page size (exact-size pools count their
+/// largest allocation per page). This is device memory the workload really claimed, quantised
+/// to the pools' page sizes (tens of MiB at model shapes), so it is compared with predictions
+/// only where those pages are small next to the peak. Covers the device's whole life: use a
+/// [`fresh_wgpu_device`] per measurement. `None` for non-cubecl devices.
+pub fn reserved_peak_bytes(device: &Device) -> Option<u64> {
+    use burn::cubecl::MemoryPoolKind;
+    let report = memory_report(device)?;
+    let mut total = 0u64;
+    for stream in &report.streams {
+        let pools = &stream.pools;
+        for p in pools
+            .dynamic
+            .iter()
+            .chain([&pools.persistent, &pools.dedicated])
+        {
+            total += match p.kind {
+                MemoryPoolKind::Sliced { page_size, .. }
+                | MemoryPoolKind::Adaptive { page_size, .. } => page_size * p.pages_peak,
+                _ => p.largest_alloc * p.pages_peak,
+            };
+        }
+    }
+    Some(total)
+}
+
 fn is_cube(device: &Device) -> bool {
     cube_device(device).is_some()
 }
