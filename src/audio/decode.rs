@@ -613,6 +613,7 @@ impl StreamDecoder {
             if let Some((skip, keep)) = self.edit.as_mut() {
                 let s = (*skip).min(n);
                 *skip -= s;
+                self.stats.trimmed_start += s;
                 lo = s as usize;
                 if let Some(k) = keep.as_mut() {
                     let take = (*k).min((hi - lo) as u64);

@@ -116,6 +116,7 @@ pub fn write_audio(
 /// by one FLAC block plus the I/O buffer, whatever the length written.
 pub struct AudioFileWriter {
     path: PathBuf,
+    sample_rate: u32,
     tmp: PathBuf,
     overwrite: bool,
     channels: usize,
@@ -198,6 +199,7 @@ impl AudioFileWriter {
         // From here on the writer owns `tmp`: Drop removes it unless committed.
         let mut me = Self {
             path: path.to_path_buf(),
+            sample_rate,
             tmp,
             overwrite,
             channels,
@@ -251,6 +253,19 @@ impl AudioFileWriter {
         let path = self.path.clone();
         match self.inner.as_mut() {
             Some(Inner::Wav { w, fmt, .. }) => {
+                // A RIFF file counts its data bytes in 32 bits: refuse before hound's counter
+                // wraps and a wrong header would be committed.
+                let room = wav_room_frames(self.channels, w.spec().bits_per_sample);
+                if u64::from(w.duration()) + n as u64 > room {
+                    return Err(AudioError::Encode {
+                        path,
+                        detail: format!(
+                            "a WAV file holds at most 4 GiB of samples ({} of this audio); \
+                             write FLAC instead (--format flac)",
+                            human_duration(room, self.sample_rate)
+                        ),
+                    });
+                }
                 write_wav_block(w, block, n, *fmt).map_err(|e| AudioError::Write {
                     path,
                     source: hound_to_io(e),
@@ -315,6 +330,21 @@ impl Drop for AudioFileWriter {
             let _ = fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Most bytes of samples a WAV file can hold (its RIFF sizes are 32-bit), leaving room for the
+/// header.
+const MAX_WAV_DATA_BYTES: u64 = u32::MAX as u64 - 1024;
+
+/// Frames a WAV file with `channels` channels of `bits`-bit samples can hold.
+fn wav_room_frames(channels: usize, bits: u16) -> u64 {
+    MAX_WAV_DATA_BYTES / (channels as u64 * u64::from(bits).div_ceil(8)).max(1)
+}
+
+/// `frames` at `rate` as `h:mm:ss`.
+fn human_duration(frames: u64, rate: u32) -> String {
+    let s = frames / u64::from(rate.max(1));
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn hound_to_io(e: hound::Error) -> io::Error {
@@ -684,6 +714,14 @@ mod tests {
             })
             .collect();
         AudioBuffer::new(rate, channels).unwrap()
+    }
+
+    #[test]
+    fn wav_size_limit() {
+        // Stereo f32 at 48 kHz: 4 GiB is 3 h 6 min; 16-bit stereo at 44.1 kHz: 6 h 45 min.
+        assert_eq!(human_duration(wav_room_frames(2, 32), 48_000), "3:06:24");
+        assert_eq!(human_duration(wav_room_frames(2, 16), 44_100), "6:45:47");
+        assert_eq!(wav_room_frames(1, 24), (u32::MAX as u64 - 1024) / 3);
     }
 
     #[test]

@@ -567,8 +567,16 @@ fn gpu_attempt<T>(
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(sep))) {
         Ok(Ok(v)) => Ok(Ok(v)),
         Ok(Err(e)) if cancel.is_cancelled() => Ok(Err(e)),
+        // Only the device's failures are retried: errors of the input, the parameters, the
+        // model files or the chunking would fail the same way again.
         Ok(Err(
-            e @ (EngineError::BadParameter(_) | EngineError::Audio(_) | EngineError::Cancelled),
+            e @ (EngineError::BadParameter(_)
+            | EngineError::Audio(_)
+            | EngineError::Dsp(_)
+            | EngineError::Config(_)
+            | EngineError::Checkpoint(_)
+            | EngineError::Keys(_)
+            | EngineError::Cancelled),
         )) => Ok(Err(e)),
         Ok(Err(e)) => Err(e.to_string()),
         Err(panic) => Err(panic

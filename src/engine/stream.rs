@@ -4,9 +4,10 @@
 //!
 //! Two passes over the input: the first decodes it to count its frames (chunking needs the
 //! length) and to measure the input normalisation; the second separates. Nothing of the song is
-//! kept between them. The stems go to temporary files beside their targets and are renamed
-//! into place only when all are complete: a cancel, a crash or an error leaves no partial file
-//! under a final name and never touches an existing one.
+//! kept between them. The stems go to temporary files beside their targets; only once the
+//! whole song is separated is each renamed into place, one after the other, so a cancel, a
+//! crash or an error during separation leaves no file under a final name and never touches an
+//! existing one (a failure of the renames themselves can leave the stems renamed before it).
 //!
 //! The result is bit-identical to decoding the whole file, [`Separator::separate`] and
 //! [`ExportOptions::write`] (the in-memory path runs the same stages; see `tests/streaming.rs`).
