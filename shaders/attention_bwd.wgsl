@@ -13,8 +13,11 @@
 // `//! kernel: <name>`; `backward.rs` compiles prelude + one section as its own module (the
 // launcher's entry point is always `main`). Everything before the first marker is the prelude.
 //
-// Template registers: head_dim (D), block_rows (rows owned per workgroup = workgroup size),
-// block_tile (rows streamed per tile), tile_len (block_tile · head_dim).
+// Template registers: head_dim (D), head_dim4 (D4 = ⌈D/4⌉), block_rows (rows owned per
+// workgroup = workgroup size), block_tile (rows streamed per tile), tile_len4 (block_tile · D4).
+//
+// As in the forward kernel, rows live in registers as D4 vec4s (zero past D) so that the
+// per-row loops are short enough for every driver to unroll.
 //
 // Info buffer (u32): [batch·heads, L, row tiles per slice]. Workgroups are numbered
 // `id.x + id.y · num_workgroups.x` (2-D folding past the 65 535 limit); extra ones return.
@@ -24,6 +27,7 @@
 // Invariants: element indices are u32, so batch·heads·L·D < 2³²; L ≥ 1.
 
 const D: u32 = {{ head_dim }}u;
+const D4: u32 = {{ head_dim4 }}u;
 const BLOCK_ROWS: u32 = {{ block_rows }}u;
 const BLOCK_TILE: u32 = {{ block_tile }}u;
 
@@ -66,8 +70,8 @@ fn main(
 @group(0) @binding(6) var<storage, read_write> dv: array<f32>;
 @group(0) @binding(7) var<storage, read_write> info: array<u32>;
 
-var<workgroup> q_tile: array<f32, {{ tile_len }}>;
-var<workgroup> do_tile: array<f32, {{ tile_len }}>;
+var<workgroup> q_tile: array<vec4<f32>, {{ tile_len4 }}>;
+var<workgroup> do_tile: array<vec4<f32>, {{ tile_len4 }}>;
 var<workgroup> lse_tile: array<f32, {{ block_tile }}>;
 var<workgroup> delta_tile: array<f32, {{ block_tile }}>;
 
@@ -96,30 +100,44 @@ fn main(
     let base = slice * seq * D;
     let scale = inverseSqrt(f32(D));
 
-    var k_row: array<f32, {{ head_dim }}>;
-    var v_row: array<f32, {{ head_dim }}>;
-    var dk_acc: array<f32, {{ head_dim }}>;
-    var dv_acc: array<f32, {{ head_dim }}>;
-    for (var c = 0u; c < D; c++) {
-        k_row[c] = 0.0;
-        v_row[c] = 0.0;
-        dk_acc[c] = 0.0;
-        dv_acc[c] = 0.0;
+    var k_row: array<vec4<f32>, {{ head_dim4 }}>;
+    var v_row: array<vec4<f32>, {{ head_dim4 }}>;
+    var dk_acc: array<vec4<f32>, {{ head_dim4 }}>;
+    var dv_acc: array<vec4<f32>, {{ head_dim4 }}>;
+    for (var c = 0u; c < D4; c++) {
+        k_row[c] = vec4<f32>(0.0);
+        v_row[c] = vec4<f32>(0.0);
+        dk_acc[c] = vec4<f32>(0.0);
+        dv_acc[c] = vec4<f32>(0.0);
     }
     if key_valid {
-        for (var c = 0u; c < D; c++) {
-            // K pre-scaled: Qᵢ·(s Kⱼ) is the scaled score.
-            k_row[c] = k[base + key * D + c] * scale;
-            v_row[c] = v[base + key * D + c];
+        for (var c = 0u; c < D4; c++) {
+            for (var i = 0u; i < 4u; i++) {
+                if 4u * c + i < D {
+                    // K pre-scaled: Qᵢ·(s Kⱼ) is the scaled score.
+                    k_row[c][i] = k[base + key * D + 4u * c + i] * scale;
+                    v_row[c][i] = v[base + key * D + 4u * c + i];
+                }
+            }
         }
     }
 
     for (var start = 0u; start < seq; start += BLOCK_TILE) {
         let n = min(BLOCK_TILE, seq - start);
         let tile_base = base + start * D;
-        for (var e = lid; e < n * D; e += BLOCK_ROWS) {
-            q_tile[e] = q[tile_base + e];
-            do_tile[e] = d_o[tile_base + e];
+        for (var e = lid; e < n * D4; e += BLOCK_ROWS) {
+            let c0 = 4u * (e % D4);
+            let at = tile_base + (e / D4) * D + c0;
+            var a = vec4<f32>(0.0);
+            var b = vec4<f32>(0.0);
+            for (var i = 0u; i < 4u; i++) {
+                if c0 + i < D {
+                    a[i] = q[at + i];
+                    b[i] = d_o[at + i];
+                }
+            }
+            q_tile[e] = a;
+            do_tile[e] = b;
         }
         for (var e = lid; e < n; e += BLOCK_ROWS) {
             let stat = 2u * (slice * seq + start + e);
@@ -132,15 +150,15 @@ fn main(
             for (var i = 0u; i < n; i++) {
                 var score = 0.0;
                 var dp = 0.0;
-                for (var c = 0u; c < D; c++) {
-                    score += q_tile[i * D + c] * k_row[c];
-                    dp += do_tile[i * D + c] * v_row[c];
+                for (var c = 0u; c < D4; c++) {
+                    score += dot(q_tile[i * D4 + c], k_row[c]);
+                    dp += dot(do_tile[i * D4 + c], v_row[c]);
                 }
                 let p = exp(score - lse_tile[i]);
                 let ds = p * (dp - delta_tile[i]);
-                for (var c = 0u; c < D; c++) {
-                    dv_acc[c] += p * do_tile[i * D + c];
-                    dk_acc[c] += ds * q_tile[i * D + c];
+                for (var c = 0u; c < D4; c++) {
+                    dv_acc[c] += p * do_tile[i * D4 + c];
+                    dk_acc[c] += ds * q_tile[i * D4 + c];
                 }
             }
         }
@@ -148,9 +166,13 @@ fn main(
     }
 
     if key_valid {
-        for (var c = 0u; c < D; c++) {
-            dk[base + key * D + c] = dk_acc[c] * scale;
-            dv[base + key * D + c] = dv_acc[c];
+        for (var c = 0u; c < D4; c++) {
+            for (var i = 0u; i < 4u; i++) {
+                if 4u * c + i < D {
+                    dk[base + key * D + 4u * c + i] = dk_acc[c][i] * scale;
+                    dv[base + key * D + 4u * c + i] = dv_acc[c][i];
+                }
+            }
         }
     }
 }
@@ -164,8 +186,8 @@ fn main(
 @group(0) @binding(5) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> info: array<u32>;
 
-var<workgroup> k_tile: array<f32, {{ tile_len }}>;
-var<workgroup> v_tile: array<f32, {{ tile_len }}>;
+var<workgroup> k_tile: array<vec4<f32>, {{ tile_len4 }}>;
+var<workgroup> v_tile: array<vec4<f32>, {{ tile_len4 }}>;
 
 @compute @workgroup_size({{ block_rows }}, 1, 1)
 fn main(
@@ -192,20 +214,24 @@ fn main(
     let base = slice * seq * D;
     let scale = inverseSqrt(f32(D));
 
-    var q_row: array<f32, {{ head_dim }}>;
-    var do_row: array<f32, {{ head_dim }}>;
-    var dq_acc: array<f32, {{ head_dim }}>;
-    for (var c = 0u; c < D; c++) {
-        q_row[c] = 0.0;
-        do_row[c] = 0.0;
-        dq_acc[c] = 0.0;
+    var q_row: array<vec4<f32>, {{ head_dim4 }}>;
+    var do_row: array<vec4<f32>, {{ head_dim4 }}>;
+    var dq_acc: array<vec4<f32>, {{ head_dim4 }}>;
+    for (var c = 0u; c < D4; c++) {
+        q_row[c] = vec4<f32>(0.0);
+        do_row[c] = vec4<f32>(0.0);
+        dq_acc[c] = vec4<f32>(0.0);
     }
     var row_lse = 0.0;
     var row_delta = 0.0;
     if row_valid {
-        for (var c = 0u; c < D; c++) {
-            q_row[c] = q[base + row * D + c] * scale;
-            do_row[c] = d_o[base + row * D + c];
+        for (var c = 0u; c < D4; c++) {
+            for (var i = 0u; i < 4u; i++) {
+                if 4u * c + i < D {
+                    q_row[c][i] = q[base + row * D + 4u * c + i] * scale;
+                    do_row[c][i] = d_o[base + row * D + 4u * c + i];
+                }
+            }
         }
         row_lse = stats[2u * (slice * seq + row)];
         row_delta = stats[2u * (slice * seq + row) + 1u];
@@ -214,9 +240,19 @@ fn main(
     for (var start = 0u; start < seq; start += BLOCK_TILE) {
         let n = min(BLOCK_TILE, seq - start);
         let tile_base = base + start * D;
-        for (var e = lid; e < n * D; e += BLOCK_ROWS) {
-            k_tile[e] = k[tile_base + e];
-            v_tile[e] = v[tile_base + e];
+        for (var e = lid; e < n * D4; e += BLOCK_ROWS) {
+            let c0 = 4u * (e % D4);
+            let at = tile_base + (e / D4) * D + c0;
+            var a = vec4<f32>(0.0);
+            var b = vec4<f32>(0.0);
+            for (var i = 0u; i < 4u; i++) {
+                if c0 + i < D {
+                    a[i] = k[at + i];
+                    b[i] = v[at + i];
+                }
+            }
+            k_tile[e] = a;
+            v_tile[e] = b;
         }
         workgroupBarrier();
 
@@ -224,13 +260,13 @@ fn main(
             for (var j = 0u; j < n; j++) {
                 var score = 0.0;
                 var dp = 0.0;
-                for (var c = 0u; c < D; c++) {
-                    score += q_row[c] * k_tile[j * D + c];
-                    dp += do_row[c] * v_tile[j * D + c];
+                for (var c = 0u; c < D4; c++) {
+                    score += dot(q_row[c], k_tile[j * D4 + c]);
+                    dp += dot(do_row[c], v_tile[j * D4 + c]);
                 }
                 let ds = exp(score - row_lse) * (dp - row_delta);
-                for (var c = 0u; c < D; c++) {
-                    dq_acc[c] += ds * k_tile[j * D + c];
+                for (var c = 0u; c < D4; c++) {
+                    dq_acc[c] += ds * k_tile[j * D4 + c];
                 }
             }
         }
@@ -238,8 +274,12 @@ fn main(
     }
 
     if row_valid {
-        for (var c = 0u; c < D; c++) {
-            dq[base + row * D + c] = dq_acc[c] * scale;
+        for (var c = 0u; c < D4; c++) {
+            for (var i = 0u; i < 4u; i++) {
+                if 4u * c + i < D {
+                    dq[base + row * D + 4u * c + i] = dq_acc[c][i] * scale;
+                }
+            }
         }
     }
 }

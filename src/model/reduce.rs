@@ -70,7 +70,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     fn host(t: Tensor<2>) -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec().unwrap()
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
     }
 
     /// On flex and on wgpu (lavapipe in CI), rows of 300 007 values (a prime: the

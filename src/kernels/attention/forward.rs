@@ -27,7 +27,8 @@ pub(super) const BLOCK_ROWS: u32 = 64;
 pub const MAX_HEAD_DIM: usize = 256;
 
 /// Rows per streamed tile for head dim `d`: two `tile × d` f32 tiles stay within 8 KiB of
-/// workgroup memory (half the 16 KiB WebGPU guarantees), capped at 64.
+/// workgroup memory (half the 16 KiB WebGPU guarantees), capped at 64. Rows padded to a
+/// multiple of 4 add at most 3 floats each, so two tiles stay under 9.6 KiB.
 pub(super) fn tile_rows(d: usize) -> u32 {
     (1024 / d).clamp(1, 64) as u32
 }
@@ -112,18 +113,18 @@ pub(super) struct AttentionKernel {
 
 impl KernelSource for AttentionKernel {
     fn source(&self) -> SourceTemplate {
-        let tile_len = (self.block_tile * self.head_dim).to_string();
+        // Rows are held as ⌈d/4⌉ vec4s; tiles are `block_tile` such rows.
         let d4 = self.head_dim.div_ceil(4);
+        let tile_len4 = (self.block_tile * d4).to_string();
         SourceTemplate::new(self.source.clone())
             .register("head_dim", self.head_dim.to_string())
             .register("head_dim4", d4.to_string())
-            .register("kv_tile_len4", (self.block_tile * d4).to_string())
             .register("block_q", self.block_rows.to_string())
             .register("block_k", self.block_tile.to_string())
-            .register("kv_tile_len", tile_len.clone())
+            .register("kv_tile_len4", tile_len4.clone())
             .register("block_rows", self.block_rows.to_string())
             .register("block_tile", self.block_tile.to_string())
-            .register("tile_len", tile_len)
+            .register("tile_len4", tile_len4)
     }
 
     fn id(&self) -> KernelId {
