@@ -14,6 +14,10 @@ fn main() {
     let gpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
     let net_c = from_state_dict(&cfg, &sd, &cpu).unwrap();
     let net_g = from_state_dict(&cfg, &sd, &gpu).unwrap();
+    println!(
+        "largest allocation on the GPU: {:?} bytes",
+        locosep::kernels::attention::bench::max_allocation_bytes(&gpu)
+    );
     let f = cfg.n_fft / 2 + 1;
     for t in args[2..].iter().map(|a| a.parse::<usize>().unwrap()) {
         let x = Tensor::<4>::random(

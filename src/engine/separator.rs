@@ -165,9 +165,12 @@ impl Separator {
     ) -> Result<Self, EngineError> {
         let net = from_state_dict(&cfg, sd, &device.device)?;
         let stft = Stft::new(cfg.n_fft, cfg.hop_length)?;
+        // Default cap: 256 MiB per path intermediate, and at most half the device's largest
+        // allocation (lavapipe takes no buffer over 128 MiB); the planner may lower it.
+        let device_cap = crate::kernels::attention::bench::max_allocation_bytes(&device.device)
+            .map_or(usize::MAX, |b| (b / 2) as usize);
         let opts = ForwardOptions {
-            // Default cap: 256 MiB per path intermediate; the planner may lower it.
-            max_chunk_bytes: Some(256 << 20),
+            max_chunk_bytes: Some((256usize << 20).min(device_cap).max(MIN_RETRY_CHUNK_BYTES)),
             fused_attention: device.is_wgpu
                 && crate::kernels::attention::fused_available(&device.device),
             burn_ops_only: false,

@@ -177,6 +177,18 @@ fn cube_device(device: &Device) -> Option<burn::cubecl::Device> {
     cube(device.as_dispatch())
 }
 
+/// The largest single allocation the device accepts (cubecl's `max_page_size`, from the
+/// adapter's buffer limits: 128 MiB on lavapipe), `None` for non-cubecl devices.
+pub fn max_allocation_bytes(device: &Device) -> Option<u64> {
+    Some(
+        cube_device(device)?
+            .client()
+            .properties()
+            .memory
+            .max_page_size,
+    )
+}
+
 /// The cubecl allocator's report for `device` (every stream), `None` for non-cubecl devices.
 pub fn memory_report(device: &Device) -> Option<burn::cubecl::MemoryReport> {
     Some(
