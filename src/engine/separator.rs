@@ -446,7 +446,7 @@ impl Separator {
         let model_rate = self.cfg.sample_rate;
         if nch == 0 || nch > 2 {
             return Err(EngineError::BadParameter(format!(
-                "the audio has {nch} channels; locosep separates mono or stereo (decode with                  downmix for more)"
+                "the audio has {nch} channels; locosep separates mono or stereo (decode with downmix for more)"
             )));
         }
         let mut to_model = StreamResampler::new(in_rate, model_rate, nch)?;
@@ -454,7 +454,7 @@ impl Separator {
         let min_len = self.stft.min_len();
         if len < min_len {
             return Err(EngineError::BadParameter(format!(
-                "the audio is too short for this model: {len} samples at {model_rate} Hz, at least                  {min_len} are needed"
+                "the audio is too short for this model: {len} samples at {model_rate} Hz, at least {min_len} are needed"
             )));
         }
         let mut core = ChunkStream::new(self, params, len, nch, input.scale)?;
@@ -517,14 +517,14 @@ impl Separator {
                 received += block[0].len();
                 if received > frames {
                     return Err(EngineError::BadParameter(format!(
-                        "the input grew while reading: more than the {frames} frames counted                          before"
+                        "the input grew while reading: more than the {frames} frames counted before"
                     )));
                 }
                 to_model.push(&block, &mut model_block)?;
             } else {
                 if received != frames {
                     return Err(EngineError::BadParameter(format!(
-                        "the input changed while reading: {received} frames instead of the                          {frames} counted before"
+                        "the input changed while reading: {received} frames instead of the {frames} counted before"
                     )));
                 }
                 to_model.finish(&mut model_block)?;
