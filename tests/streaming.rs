@@ -17,39 +17,18 @@ use locosep::model::config::ModelConfig;
 use locosep::model::loader::init_state_dict;
 use locosep::model::state_dict::write_safetensors;
 
-/// 1 layer, C = 8, 2 heads, n_fft 128 at 8 kHz, 2 s segments, std input normalisation.
-const TINY: &str = r#"
-description = "tiny random test model"
+mod common;
 
-[model]
-n_fft = 128
-hop_length = 64
-n_sources = 4
-n_layers = 1
-emb_dim = 8
-n_heads = 2
-attention_dim = 8
-ffn_type = ["swiglu_conv1d", "swiglu_conv1d"]
-ffn_hidden_dim = [16, 16]
-num_groups = 2
-conv1d_kernel = 4
-conv1d_shift = 1
-norm_type = "rmsgroupnorm"
-tf_order = "ft"
-pos_enc = "rope"
-eps = 1.0e-5
-dropout = 0.0
-
-[audio]
-sample_rate = 8000
-segment_seconds = 2.0
-audio_channels = 1
-input_norm = "std"
-"#;
+/// The shared tiny model with n_fft 128 at 8 kHz, 2 s segments, std input normalisation.
+fn tiny_toml() -> String {
+    let audio =
+        "sample_rate = 8000\nsegment_seconds = 2.0\naudio_channels = 1\ninput_norm = \"std\"";
+    common::tiny_model_toml(128, 64, audio)
+}
 
 fn tiny_model(dir: &Path) -> (PathBuf, PathBuf) {
     let config = dir.join("tiny.toml");
-    std::fs::write(&config, TINY).unwrap();
+    std::fs::write(&config, tiny_toml()).unwrap();
     let cfg = ModelConfig::from_file(&config).unwrap();
     let weights = dir.join("tiny.safetensors");
     write_safetensors(&weights, &init_state_dict(&cfg, 11), None, false).unwrap();

@@ -18,38 +18,14 @@ use locosep::synth::musdb::{SynthOptions, synth_dataset};
 use locosep::train::dataset::scan;
 use locosep::train::trainer::{TrainConfig, TrainEvent, TrainState, train};
 
+mod common;
+
 /// A model small enough for a test: one layer, 8 channels, 256-point STFT.
 fn tiny_config() -> ModelConfig {
-    ModelConfig::from_toml_str(
-        r#"
-[model]
-n_fft = 256
-hop_length = 128
-n_sources = 4
-n_layers = 1
-emb_dim = 8
-n_heads = 2
-attention_dim = 8
-ffn_type = ["swiglu_conv1d", "swiglu_conv1d"]
-ffn_hidden_dim = [16, 16]
-num_groups = 2
-conv1d_kernel = 4
-conv1d_shift = 1
-norm_type = "rmsgroupnorm"
-tf_order = "ft"
-pos_enc = "rope"
-eps = 1.0e-5
-dropout = 0.0
-
-[audio]
-sample_rate = 44100
-segment_seconds = 0.5
-audio_channels = 1
-input_norm = "none"
-"#,
-        "tiny",
-    )
-    .expect("tiny config")
+    let audio =
+        "sample_rate = 44100\nsegment_seconds = 0.5\naudio_channels = 1\ninput_norm = \"none\"";
+    ModelConfig::from_toml_str(&common::tiny_model_toml(256, 128, audio), "tiny")
+        .expect("tiny config")
 }
 
 /// Two procedural songs of 3 s.
