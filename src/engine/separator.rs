@@ -832,10 +832,14 @@ impl<'a> ChunkStream<'a> {
         let mut stems: Vec<Vec<Vec<f32>>> = Vec::with_capacity(s);
         for si in 0..s {
             let mut chans: Vec<Vec<f32>> = if ac == 1 {
-                self.drained.iter().map(|d| d[si].clone()).collect()
+                // Moved out: `drained` is cleared before the next drain anyway.
+                self.drained
+                    .iter_mut()
+                    .map(|d| std::mem::take(&mut d[si]))
+                    .collect()
             } else {
                 (0..2)
-                    .map(|c| self.drained[0][si * 2 + c].clone())
+                    .map(|c| std::mem::take(&mut self.drained[0][si * 2 + c]))
                     .collect()
             };
             if self.scale != 1.0 {
