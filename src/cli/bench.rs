@@ -16,7 +16,15 @@ use crate::model::loader::init_state_dict;
 pub struct BenchArgs {
     /// `attention`: the fused-attention table (ours vs plain ops vs burn's built-in, forward
     /// and forward+backward, per preset's frequency-path shape) instead of a whole forward.
+    /// `memory`: the planner's predicted peak against the wgpu allocator's measured peak.
     pub what: Option<String>,
+    /// With `memory`: only the cases whose label contains this text (e.g. `train`).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// With `memory`: execute the kernels (one run per case) instead of dry runs (allocations
+    /// without the work; the largest of `--repeat`, at least 5, runs).
+    #[arg(long)]
+    pub real: bool,
     /// With `attention`: frames per call (the batch of the frequency path).
     #[arg(long, default_value_t = 1)]
     pub frames: usize,
@@ -45,6 +53,9 @@ fn mib(b: u64) -> String {
 pub fn run(a: BenchArgs) -> Result<()> {
     match a.what.as_deref() {
         None => {}
+        Some("memory") => {
+            return super::bench_memory::run(a.only.as_deref(), a.repeat.max(5), a.real);
+        }
         Some("attention") => {
             let device = resolve(a.device)?;
             println!("attention benchmark on {}", device.description);
@@ -57,7 +68,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             return Ok(());
         }
         Some(other) => anyhow::bail!(
-            "unknown benchmark `{other}`; use `locosep bench` or `locosep bench attention`"
+            "unknown benchmark `{other}`; use `locosep bench`, `locosep bench attention` or `locosep bench memory`"
         ),
     }
     let cfg = preset(&a.preset)?.config;

@@ -17,6 +17,7 @@ use crate::model::config::{ModelConfig, builtin_presets, preset};
 use crate::model::state_dict::{StateDict, load_state_dict};
 
 mod bench;
+pub mod bench_memory;
 mod model_check;
 mod plan;
 mod synth;

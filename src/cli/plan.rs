@@ -23,6 +23,9 @@ pub struct PlanArgs {
     /// With --train: activation checkpointing per block.
     #[arg(long)]
     pub checkpointing: bool,
+    /// With --checkpointing: the block inputs are kept in host memory (`train --offload`).
+    #[arg(long, requires = "checkpointing")]
+    pub offload: bool,
     /// Chunks (or training items) per forward.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -183,6 +186,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
         song_channels: a.channels,
         mode: mode(&a),
         attention: strategy(&a.attention, chunk)?,
+        offload_checkpoints: a.offload,
         ..PlanRequest::new(&m)
     };
     let p = plan(&m, &req);

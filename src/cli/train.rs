@@ -43,9 +43,13 @@ pub struct TrainArgs {
     /// Micro-batches per step (gradient accumulation).
     #[arg(long, default_value_t = 1)]
     pub accumulate: usize,
-    /// Activation checkpointing.
+    /// Activation checkpointing per block: keep each block's input, recompute the block in
+    /// the backward (one more forward per step, a fraction of the memory).
     #[arg(long)]
     pub checkpointing: bool,
+    /// With --checkpointing: keep the block inputs in host memory instead of device memory.
+    #[arg(long, requires = "checkpointing")]
+    pub offload: bool,
     /// Training segment length in seconds.
     #[arg(long, default_value_t = 2.0)]
     pub segment: f64,
@@ -120,6 +124,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         segment_seconds: a.segment,
         lr: a.lr,
         checkpointing: a.checkpointing,
+        offload: a.offload,
         valid_every: a.valid_every,
         save_every: a.save_every,
         seed: a.seed,

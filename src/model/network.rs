@@ -96,6 +96,23 @@ impl LocoPath {
             Some(cap) => (cap / self.bytes_per_sequence(l, opts.fused_attention)).clamp(1, n),
             None => n,
         };
+        self.forward_sub_batched(x, rows, opts)
+    }
+
+    /// Applies the path to N independent sequences, `rows` of them at a time (all at once for
+    /// `rows ≥ N`); `opts.max_chunk_bytes` then only caps non-fused attention scores.
+    ///
+    /// # Shapes
+    /// - x: `[N, L, C]`
+    /// - output: `[N, L, C]`
+    pub fn forward_sub_batched(
+        &self,
+        x: Tensor<3>,
+        rows: usize,
+        opts: ForwardOptions,
+    ) -> Tensor<3> {
+        let [n, _, _] = x.dims();
+        let rows = rows.max(1);
         if rows >= n {
             return self.forward_rows(x, opts);
         }
@@ -125,6 +142,44 @@ impl LocoPath {
             self.attn.forward(y, score_cap)
         };
         x.clone() + self.ffn_post.forward(self.ffn_post_norm.forward(x))
+    }
+}
+
+/// The axis a path's attention runs along, and how the residual stream `[B, T, F, C]` is
+/// viewed as that path's independent sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathAxis {
+    /// Sequences are frames: `[B·T, F, C]` (a reshape, no copy).
+    Frequency,
+    /// Sequences are bins: `[B·F, T, C]` (T and F swapped).
+    Time,
+}
+
+impl PathAxis {
+    /// The residual stream as this path's rows.
+    ///
+    /// # Shapes
+    /// - x: `[B, T, F, C]`
+    /// - output: `[B·T, F, C]` (frequency) or `[B·F, T, C]` (time)
+    pub fn to_rows(self, x: Tensor<4>) -> Tensor<3> {
+        let [b, t, f, c] = x.dims();
+        match self {
+            PathAxis::Frequency => x.reshape([b * t, f, c]),
+            PathAxis::Time => x.swap_dims(1, 2).reshape([b * f, t, c]),
+        }
+    }
+
+    /// Inverse of [`to_rows`](Self::to_rows) for a stream of dimensions `dims`.
+    ///
+    /// # Shapes
+    /// - rows: `[B·T, F, C]` (frequency) or `[B·F, T, C]` (time)
+    /// - output: `dims` = `[B, T, F, C]`
+    pub fn from_rows(self, rows: Tensor<3>, dims: [usize; 4]) -> Tensor<4> {
+        let [b, t, f, c] = dims;
+        match self {
+            PathAxis::Frequency => rows.reshape([b, t, f, c]),
+            PathAxis::Time => rows.reshape([b, f, t, c]).swap_dims(1, 2),
+        }
     }
 }
 
@@ -159,19 +214,29 @@ impl LocoBlock {
     }
 
     fn freq(&self, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
-        let [b, t, f, c] = x.dims();
-        self.freq_path
-            .forward(x.reshape([b * t, f, c]), opts)
-            .reshape([b, t, f, c])
+        let dims = x.dims();
+        PathAxis::Frequency.from_rows(
+            self.freq_path.forward(PathAxis::Frequency.to_rows(x), opts),
+            dims,
+        )
     }
 
     fn time(&self, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
-        let [b, t, f, c] = x.dims();
-        let y = x.swap_dims(1, 2).reshape([b * f, t, c]);
-        self.frame_path
-            .forward(y, opts)
-            .reshape([b, f, t, c])
-            .swap_dims(1, 2)
+        let dims = x.dims();
+        PathAxis::Time.from_rows(
+            self.frame_path.forward(PathAxis::Time.to_rows(x), opts),
+            dims,
+        )
+    }
+
+    /// The two paths in the order they run, each with the axis its attention runs along.
+    pub fn paths_in_order(&self) -> [(&LocoPath, PathAxis); 2] {
+        let freq = (&self.freq_path, PathAxis::Frequency);
+        let time = (&self.frame_path, PathAxis::Time);
+        match self.order {
+            TfOrder::FreqTime => [freq, time],
+            TfOrder::TimeFreq => [time, freq],
+        }
     }
 
     /// Whether the frequency path runs first (`tf_order = "ft"`).
@@ -301,12 +366,12 @@ impl TfLocoformer {
         self.blocks.iter().map(HostBlock::new).collect()
     }
 
-    fn forward_inner(
-        &self,
-        spec: Tensor<4>,
-        opts: ForwardOptions,
-        mut taps: Option<&mut Taps>,
-    ) -> Tensor<4> {
+    /// The encoder: Conv2d and GroupNorm, returned channel-last for the blocks.
+    ///
+    /// # Shapes
+    /// - spec: `[B, 2·ac, T, F]`
+    /// - output: `[B, T, F, C]`
+    pub fn encode(&self, spec: Tensor<4>) -> Tensor<4> {
         let x = conv2d(
             spec,
             self.enc_w.val(),
@@ -321,10 +386,33 @@ impl TfLocoformer {
         let x = ((flat - mean) / var.add_scalar(self.eps).sqrt()).reshape([b, c, t, f])
             * self.gn_w.val().reshape([1, c, 1, 1])
             + self.gn_b.val().reshape([1, c, 1, 1]);
+        x.permute([0, 2, 3, 1])
+    }
+
+    /// The decoder ConvTranspose2d, from the blocks' channel-last layout.
+    ///
+    /// # Shapes
+    /// - x: `[B, T, F, C]`
+    /// - output: `[B, 2·S·ac, T, F]`
+    pub fn decode(&self, x: Tensor<4>) -> Tensor<4> {
+        conv_transpose2d(
+            x.permute([0, 3, 1, 2]),
+            self.dec_w.val(),
+            Some(self.dec_b.val()),
+            ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
+        )
+    }
+
+    fn forward_inner(
+        &self,
+        spec: Tensor<4>,
+        opts: ForwardOptions,
+        mut taps: Option<&mut Taps>,
+    ) -> Tensor<4> {
+        let mut x = self.encode(spec); // [B, T, F, C]
         if let Some(taps) = taps.as_deref_mut() {
-            taps.push(("encoder.out".into(), x.clone()));
+            taps.push(("encoder.out".into(), to_bctf(&x)));
         }
-        let mut x = x.permute([0, 2, 3, 1]); // [B, T, F, C]
         match self.host_blocks(&x, opts) {
             Some(host_blocks) => x = run_host_blocks(&host_blocks, x, taps),
             None => {
@@ -333,12 +421,7 @@ impl TfLocoformer {
                 }
             }
         }
-        conv_transpose2d(
-            x.permute([0, 3, 1, 2]),
-            self.dec_w.val(),
-            Some(self.dec_b.val()),
-            ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
-        )
+        self.decode(x)
     }
 }
 

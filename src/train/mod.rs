@@ -2,6 +2,7 @@
 //! the loop, and metrics over tracks.
 
 pub mod augment;
+pub mod checkpoint;
 pub mod curves;
 pub mod dataset;
 pub mod eval;

@@ -94,8 +94,12 @@ pub struct TrainConfig {
     pub adam_eps: f32,
     /// Gradient-norm clip (0 = off).
     pub grad_clip: f32,
-    /// Activation checkpointing (burn's strategy: recompute in backward).
+    /// Activation checkpointing per block (`train::checkpoint`: keep block inputs, recompute
+    /// each block in the backward).
     pub checkpointing: bool,
+    /// With checkpointing: keep the block inputs in host memory.
+    #[serde(default)]
+    pub offload: bool,
     /// Validate every N steps (0 = only at the end).
     pub valid_every: usize,
     /// Seconds of each validation track used (from its middle).
@@ -133,6 +137,7 @@ impl Default for TrainConfig {
             adam_eps: 1e-8,
             grad_clip: 5.0,
             checkpointing: false,
+            offload: false,
             valid_every: 100,
             valid_seconds: 6.0,
             save_every: 100,
@@ -362,10 +367,7 @@ pub fn train(
         len: seg,
         augment: cfg.augment.clone(),
     };
-    let mut device = Device::flex().autodiff();
-    if cfg.checkpointing {
-        device = device.gradient_checkpointing();
-    }
+    let device = Device::flex().autodiff();
     // Weights: resume > --from > fresh.
     let last = cfg.out.join("last");
     let (sd, mut state): (StateDict, TrainState) = if resume
@@ -433,11 +435,31 @@ pub fn train(
                 .map(|_| sampler.example(&mut rng))
                 .collect::<Result<Vec<_>, _>>()?;
             let (x, y, n) = batch_tensors(&examples, model_cfg, &stft, &device)?;
-            let est = decode_output(model.forward(x, opts), &istft, n);
-            let parts = loss_fn.forward(est, y);
-            loss_sum += parts
-                .total
-                .clone()
+            let (total, si_sdr, grads) = if cfg.checkpointing {
+                let mut si_sdr = Vec::new();
+                let options = crate::train::checkpoint::CheckpointOptions {
+                    offload: cfg.offload,
+                    ..Default::default()
+                };
+                let (total, grads) = crate::train::checkpoint::checkpointed_gradients(
+                    &model,
+                    x,
+                    opts,
+                    Some(options),
+                    |out| {
+                        let parts = loss_fn.forward(decode_output(out, &istft, n), y);
+                        si_sdr = parts.si_sdr_per_stem;
+                        parts.total
+                    },
+                );
+                (total, si_sdr, grads)
+            } else {
+                let est = decode_output(model.forward(x, opts), &istft, n);
+                let parts = loss_fn.forward(est, y);
+                let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+                (parts.total.detach(), parts.si_sdr_per_stem, grads)
+            };
+            loss_sum += total
                 .into_data()
                 .convert::<f32>()
                 .try_to_vec::<f32>()
@@ -445,11 +467,10 @@ pub fn train(
                 .first()
                 .copied()
                 .unwrap_or(f32::NAN);
-            for (a, b) in sdr_sum.iter_mut().zip(&parts.si_sdr_per_stem) {
+            for (a, b) in sdr_sum.iter_mut().zip(&si_sdr) {
                 *a += b;
             }
-            let grads = parts.total.backward();
-            acc.accumulate(&model, GradientsParams::from_grads(grads, &model));
+            acc.accumulate(&model, grads);
         }
         let grads = acc.grads();
         model = optim.step(state.lr, model, grads);
