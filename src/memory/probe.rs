@@ -160,33 +160,35 @@ impl log::Log for AllocatorProbe {
             return;
         }
         let message = record.args().to_string();
-        if let Some(report) = parse_report(&message) {
+        let report = parse_report(&message);
+        if let Some(report) = report {
             self.observe(report);
-            if let Some(path) = std::env::var_os("LOCOSEP_ALLOCATOR_TRACE") {
-                use std::io::Write;
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = writeln!(f, "{}", report.in_use);
+        }
+        if let Some(path) = std::env::var_os("LOCOSEP_ALLOCATOR_TRACE") {
+            let line = match report {
+                Some(r) => r.in_use.to_string(),
+                None if message.starts_with(MAIN_MEMORY) => {
+                    format!("# {}", message.lines().next().unwrap_or(""))
                 }
-            }
-        } else if let Some(path) = std::env::var_os("LOCOSEP_ALLOCATOR_TRACE") {
-            use std::io::Write;
-            if message.starts_with(MAIN_MEMORY) {
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = writeln!(f, "# {}", message.lines().next().unwrap_or(""));
-                }
-            }
+                None => return,
+            };
+            append_line(&path, &line);
         }
     }
 
     fn flush(&self) {}
+}
+
+/// Appends `line` to the trace file (diagnostics only: errors are ignored).
+fn append_line(path: &std::ffi::OsStr, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 /// Usage totals of one allocator report.
