@@ -230,7 +230,14 @@ fn whole_model_forward_and_backward_kernels_match_reference() {
                 ),
                 (
                     "d encoder".into(),
-                    to_vec(net.enc_w.val().grad(&grads).expect("encoder grad")),
+                    match &net.encoder {
+                        locosep::model::network::Encoder::Conv(e) => {
+                            to_vec(e.enc_w.val().grad(&grads).expect("encoder grad"))
+                        }
+                        locosep::model::network::Encoder::BandSplit(_) => {
+                            unreachable!("tiny-separator is a TF-Locoformer")
+                        }
+                    },
                 ),
             ];
             for (i, b) in net.blocks.iter().enumerate() {

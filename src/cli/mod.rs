@@ -93,10 +93,11 @@ pub struct SeparateArgs {
     /// File-name template under --out ({track}, {stem}, {ext}).
     #[arg(long, default_value = "{track}/{stem}.{ext}")]
     pub template: String,
-    /// Overlap between segments, in [0, 0.95).
-    #[arg(long, default_value_t = 0.25)]
-    pub overlap: f32,
-    /// Segment length in seconds (default: the preset's).
+    /// Overlap between segments, in [0, 0.95) (default 0.25). Giving it, or --segment, runs a
+    /// mixit-mss model with locosep's overlap-add instead of its own CSS stitching.
+    #[arg(long)]
+    pub overlap: Option<f32>,
+    /// Segment length in seconds (default: the model's).
     #[arg(long)]
     pub segment: Option<f64>,
     /// Process each file as one segment (exactly the reference's forward; needs memory).
@@ -125,10 +126,22 @@ pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> 
                 .ok_or_else(|| anyhow!("no bundled model found; pass --config and --checkpoint"))?;
             (ModelConfig::from_file(&c)?, w, desc.to_string())
         }
-        (Some(p), None, Some(ck)) => (preset(p)?.config, ck.clone(), format!("preset {p}")),
+        (None, None, Some(dir)) if dir.is_dir() => {
+            let files = crate::model::folder::find_model_files(dir).map_err(|e| anyhow!(e))?;
+            (
+                ModelConfig::from_file(&files.config)?,
+                files.weights,
+                dir.display().to_string(),
+            )
+        }
+        (Some(p), None, Some(ck)) => (
+            preset(p)?.config,
+            folder_weights(ck)?,
+            format!("preset {p}"),
+        ),
         (None, Some(c), Some(ck)) => (
             ModelConfig::from_file(c)?,
-            ck.clone(),
+            folder_weights(ck)?,
             c.display().to_string(),
         ),
         (_, _, None) => bail!(
@@ -136,13 +149,24 @@ pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> 
              or omit --preset/--config to use the bundled model"
         ),
         (None, None, Some(ck)) => bail!(
-            "--checkpoint {} needs --preset or --config to say which architecture it is",
+            "--checkpoint {} needs --preset or --config to say which architecture it is \
+             (or pass a model folder holding its config)",
             ck.display()
         ),
         (Some(_), Some(_), _) => bail!("give either --preset or --config, not both"),
     };
     let sd = load_state_dict(&ckpt).with_context(|| format!("loading {}", ckpt.display()))?;
     Ok((cfg, sd, what))
+}
+
+/// `path` itself, or the weight file inside it when it is a model folder.
+fn folder_weights(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    crate::model::folder::find_weights(path)
+        .map_err(|e| anyhow!(e))?
+        .ok_or_else(|| anyhow!("{} holds no weight file", path.display()))
 }
 
 /// Builds a separator on the chosen device, printing what was chosen.
@@ -189,9 +213,10 @@ fn separate(args: SeparateArgs) -> Result<()> {
     }
     let params = SeparateParams {
         segment_seconds: args.segment,
-        overlap: args.overlap,
+        overlap: args.overlap.unwrap_or(0.25),
         no_split: args.no_split,
         batch: args.batch,
+        overlap_add: args.segment.is_some() || args.overlap.is_some(),
         ..Default::default()
     };
     params.validate(&cfg)?;

@@ -10,20 +10,22 @@ use clap::Args;
 use crate::engine::Separator;
 use crate::engine::device::{DeviceChoice, resolve};
 use crate::model::config::ModelConfig;
-use crate::model::state_dict::{
-    StateDict, TensorF32, load_state_dict, read_safetensors, write_safetensors,
-};
+use crate::model::state_dict::{StateDict, TensorF32, read_safetensors, write_safetensors};
 
 /// Arguments of `model-check`.
 #[derive(Args, Debug)]
 pub struct ModelCheckArgs {
-    /// Model config (.json reference kwargs, .yaml, or .toml preset file).
+    /// Model config (.json reference kwargs, .yaml, or .toml preset file); optional when
+    /// --checkpoint is a model folder.
     #[arg(long)]
-    pub config: PathBuf,
-    /// Checkpoint (.safetensors or .pth).
+    pub config: Option<PathBuf>,
+    /// Checkpoint (.safetensors or .pth), or a model folder (config + weights).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Input tensors: `input.real`/`input.imag` [B, T, F] (spectra) or `mixture` [B, N] (waveforms).
+    /// Input tensors: `input.real`/`input.imag` [B, (M,) T, F] (spectra; taps are written
+    /// too), `mixture` [B, N] (waveforms through one forward), or mixit-mss's `wav_mixture`
+    /// [1, M, N] (the whole pipeline → `stems` [S, M, N]) with `segment.input` [1, M, n]
+    /// (one segment → `segment.output` [1, S, M, n]).
     #[arg(long)]
     pub input: PathBuf,
     /// Output safetensors file (`output.real`/`output.imag` [B, S, T, F], or one [B, N] tensor per source).
@@ -46,9 +48,12 @@ fn tensor(shape: Vec<usize>, data: Vec<f32>) -> TensorF32 {
 
 /// Runs the check.
 pub fn run(a: ModelCheckArgs) -> Result<()> {
-    let cfg = ModelConfig::from_file(&a.config)?;
-    let sd = load_state_dict(&a.checkpoint)
-        .with_context(|| format!("loading {}", a.checkpoint.display()))?;
+    let (cfg, sd, _) = super::load_model(&super::ModelArgs {
+        preset: None,
+        config: a.config.clone(),
+        checkpoint: Some(a.checkpoint.clone()),
+        device: a.device,
+    })?;
     let device = resolve(a.device)?;
     eprintln!("running {} on {}", cfg.name, device.description);
     let sep = Separator::new(cfg.clone(), &sd, device)?;
@@ -56,40 +61,9 @@ pub fn run(a: ModelCheckArgs) -> Result<()> {
         read_safetensors(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
     let mut out = StateDict::new();
     if let (Some(re), Some(im)) = (input.get("input.real"), input.get("input.imag")) {
-        if re.shape.len() != 3 || re.shape != im.shape {
-            bail!(
-                "input.real/input.imag must both be [B, T, F], got {:?} and {:?}",
-                re.shape,
-                im.shape
-            );
-        }
-        let [b, t, f] = [re.shape[0], re.shape[1], re.shape[2]];
-        // The network itself works for any F (a spectral separator's config has no n_fft).
-        if cfg.audio_channels != 1 {
-            bail!(
-                "spectral model-check inputs are mono; this config has audio_channels = {}",
-                cfg.audio_channels
-            );
-        }
-        let dev = &sep.device().device;
-        let re = Tensor::<3>::from_data(TensorData::new(re.data.clone(), [b, t, f]), dev);
-        let im = Tensor::<3>::from_data(TensorData::new(im.data.clone(), [b, t, f]), dev);
-        let y = sep
-            .network()
-            .forward(Tensor::stack(vec![re, im], 1), Default::default());
-        let s = cfg.n_sources();
-        let y = y.reshape([b, s, 2, t, f]);
-        for (name, idx) in [("output.real", 0), ("output.imag", 1)] {
-            let v: Vec<f32> = y
-                .clone()
-                .narrow(2, idx, 1)
-                .reshape([b, s, t, f])
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_default();
-            out.insert(name.into(), tensor(vec![b, s, t, f], v));
-        }
+        spectral(&sep, &cfg, re, im, &mut out)?;
+    } else if let Some(mix) = input.get("wav_mixture") {
+        pipeline(&sep, &cfg, mix, input.get("segment.input"), &mut out)?;
     } else if let Some(mix) = input.get("mixture") {
         if mix.shape.len() != 2 {
             bail!("mixture must be [B, N], got {:?}", mix.shape);
@@ -108,7 +82,7 @@ pub fn run(a: ModelCheckArgs) -> Result<()> {
         }
     } else {
         bail!(
-            "{} has neither `input.real`/`input.imag` nor `mixture`",
+            "{} has none of `input.real`/`input.imag`, `mixture`, `wav_mixture`",
             a.input.display()
         );
     }
@@ -144,4 +118,120 @@ pub fn run(a: ModelCheckArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The network on spectra `[B, (M,) T, F]`: `output.real`/`.imag` `[B, S, (M,) T, F]` and every
+/// tap, in the reference's shapes.
+fn spectral(
+    sep: &Separator,
+    cfg: &ModelConfig,
+    re: &TensorF32,
+    im: &TensorF32,
+    out: &mut StateDict,
+) -> Result<()> {
+    let m = cfg.audio_channels;
+    let ok = re.shape == im.shape
+        && match m {
+            1 => re.shape.len() == 3,
+            _ => re.shape.len() == 4 && re.shape[1] == m,
+        };
+    if !ok {
+        bail!(
+            "input.real/input.imag must both be [B, T, F] for a mono model or [B, {m}, T, F] for \
+             this {m}-channel model, got {:?} and {:?}",
+            re.shape,
+            im.shape
+        );
+    }
+    let n = re.shape.len();
+    let (b, t, f) = (re.shape[0], re.shape[n - 2], re.shape[n - 1]);
+    let dev = &sep.device().device;
+    // [B, M, T, F] real and imaginary → [B, 2M, T, F] (reals first).
+    let re = Tensor::<4>::from_data(TensorData::new(re.data.clone(), [b, m, t, f]), dev);
+    let im = Tensor::<4>::from_data(TensorData::new(im.data.clone(), [b, m, t, f]), dev);
+    let (y, taps) = sep
+        .network()
+        .forward_with_taps(Tensor::cat(vec![re, im], 1), Default::default());
+    let s = cfg.n_sources();
+    let y = y.reshape([b, s, m, 2, t, f]);
+    let shape = |lead: &[usize]| -> Vec<usize> {
+        let mut v = lead.to_vec();
+        if m > 1 {
+            v.push(m);
+        }
+        v.extend([t, f]);
+        v
+    };
+    for (name, idx) in [("output.real", 0), ("output.imag", 1)] {
+        let v = to_vec(y.clone().narrow(3, idx, 1).reshape([b, s, m, t, f]));
+        out.insert(name.into(), tensor(shape(&[b, s]), v));
+    }
+    for (name, t4) in taps {
+        let dims = t4.dims();
+        let shape = if name == "bandwise_decoding.out" {
+            shape(&[b, 2, s])
+        } else {
+            dims.to_vec()
+        };
+        out.insert(name, tensor(shape, to_vec(t4)));
+    }
+    Ok(())
+}
+
+/// The whole separation of `wav_mixture` `[1, M, N]` at the model's rate → `stems` `[S, M, N]`,
+/// and one segment's forward `segment.input` `[1, M, n]` → `segment.output` `[1, S, M, n]`.
+fn pipeline(
+    sep: &Separator,
+    cfg: &ModelConfig,
+    mix: &TensorF32,
+    segment: Option<&TensorF32>,
+    out: &mut StateDict,
+) -> Result<()> {
+    if mix.shape.len() != 3 || mix.shape[0] != 1 {
+        bail!("wav_mixture must be [1, M, N], got {:?}", mix.shape);
+    }
+    let (m, n) = (mix.shape[1], mix.shape[2]);
+    let channels: Vec<Vec<f32>> = (0..m)
+        .map(|c| mix.data[c * n..(c + 1) * n].to_vec())
+        .collect();
+    let audio = crate::audio::AudioBuffer::new(cfg.sample_rate, channels)?;
+    let stems = sep.separate(
+        &audio,
+        &crate::engine::SeparateParams::default(),
+        &crate::engine::CancelToken::new(),
+        &mut |_| {},
+    )?;
+    let data: Vec<f32> = stems
+        .audio
+        .iter()
+        .flat_map(|a| a.channels.iter().flatten().copied())
+        .collect();
+    out.insert("stems".into(), tensor(vec![stems.audio.len(), m, n], data));
+    if let Some(seg) = segment {
+        if seg.shape.len() != 3 || seg.shape[0] != 1 || seg.shape[1] != cfg.audio_channels {
+            bail!(
+                "segment.input must be [1, {}, n], got {:?}",
+                cfg.audio_channels,
+                seg.shape
+            );
+        }
+        let k = seg.shape[2];
+        let item: Vec<Vec<f32>> = (0..seg.shape[1])
+            .map(|c| seg.data[c * k..(c + 1) * k].to_vec())
+            .collect();
+        let res = sep.forward_waveforms(&[item])?;
+        let data: Vec<f32> = res[0].iter().flatten().flatten().copied().collect();
+        out.insert(
+            "segment.output".into(),
+            tensor(vec![1, cfg.n_sources(), seg.shape[1], k], data),
+        );
+    }
+    Ok(())
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
 }

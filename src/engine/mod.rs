@@ -1,6 +1,7 @@
 //! The engine: a [`Separator`] per loaded model, device selection, and the error type every
 //! front end (CLI, GUI) turns into a message.
 
+pub mod css;
 pub mod device;
 pub mod export;
 pub mod messages;

@@ -13,7 +13,7 @@ use crate::audio::{AudioBuffer, StreamResampler};
 use crate::dsp::chunk::ChunkPlan;
 use crate::dsp::ola::OverlapAdd;
 use crate::dsp::stft::Stft;
-use crate::model::config::{InputNorm, ModelConfig};
+use crate::model::config::{CssParams, InputNorm, ModelConfig, Pipeline};
 use crate::model::loader::from_state_dict;
 use crate::model::network::{ForwardOptions, TfLocoformer};
 use crate::model::state_dict::StateDict;
@@ -82,6 +82,9 @@ pub struct SeparateParams {
     pub no_split: bool,
     /// Chunks per forward pass.
     pub batch: usize,
+    /// Use locosep's overlap-add even for a model whose config names another pipeline
+    /// (mixit-mss's CSS); set when the user chooses a segment or overlap.
+    pub overlap_add: bool,
 }
 
 impl Default for SeparateParams {
@@ -92,6 +95,7 @@ impl Default for SeparateParams {
             transition_power: 1.0,
             no_split: false,
             batch: 1,
+            overlap_add: false,
         }
     }
 }
@@ -190,6 +194,19 @@ impl Separator {
         &self.cfg
     }
 
+    /// The STFT the model runs on.
+    pub fn stft(&self) -> &Stft {
+        &self.stft
+    }
+
+    /// The CSS settings when a song is separated with mixit-mss's pipeline under `params`.
+    pub fn css_pipeline(&self, params: &SeparateParams) -> Option<CssParams> {
+        match self.cfg.pipeline {
+            Pipeline::Css(css) if !params.overlap_add && !params.no_split => Some(css),
+            _ => None,
+        }
+    }
+
     /// The device it runs on.
     pub fn device(&self) -> &ResolvedDevice {
         &self.device
@@ -207,6 +224,10 @@ impl Separator {
 
     /// Runs STFT → network → iSTFT on a batch of equal-length items.
     ///
+    /// For a model with mixit-mss's pipeline this is their wrapper's forward: each channel is
+    /// divided by its STFT-power scale (`scaling`), only the first `N // hop` frames reach the
+    /// network, and the outputs are multiplied back.
+    ///
     /// # Shapes
     /// - items: `[B][ac][N]` (ac = the model's `audio_channels`)
     /// - output: `[B][S][ac][N]`
@@ -217,8 +238,20 @@ impl Separator {
         let ac = self.cfg.audio_channels;
         let b = items.len();
         let n = items.first().and_then(|i| i.first()).map_or(0, Vec::len);
-        let (t, f) = (self.stft.num_frames(n), self.stft.num_bins());
+        let css = match self.cfg.pipeline {
+            Pipeline::Css(css) => Some(css),
+            Pipeline::OverlapAdd => None,
+        };
+        let full_frames = self.stft.num_frames(n);
+        // mixit-mss keeps `N // hop` frames (the last centred frame is dropped).
+        let t = match css {
+            Some(_) => (n / self.cfg.hop_length).clamp(1, full_frames),
+            None => full_frames,
+        };
+        let f = self.stft.num_bins();
         let plane = t * f;
+        let scaling = css.is_some_and(|c| c.scaling);
+        let mut scales = vec![1f32; b * ac];
         // Input layout [B, 2·ac, T, F]: real parts of every channel, then imaginary parts.
         let mut input = vec![0f32; b * 2 * ac * plane];
         let (mut re, mut im) = (Vec::new(), Vec::new());
@@ -227,9 +260,17 @@ impl Separator {
             for (ch, x) in item.iter().enumerate() {
                 debug_assert_eq!(x.len(), n, "items must have equal length");
                 self.stft.forward(x, &mut re, &mut im)?;
+                if scaling {
+                    // The scale of the whole (uncropped) spectrum; STFT is linear, so dividing
+                    // the spectrum equals the reference's STFT of the divided waveform.
+                    let sc = super::css::power_scale_of(&re, &im);
+                    scales[bi * ac + ch] = sc;
+                    re.iter_mut().chain(im.iter_mut()).for_each(|v| *v /= sc);
+                }
                 let base = bi * 2 * ac * plane;
-                input[base + ch * plane..base + (ch + 1) * plane].copy_from_slice(&re);
-                input[base + (ac + ch) * plane..base + (ac + ch + 1) * plane].copy_from_slice(&im);
+                input[base + ch * plane..base + (ch + 1) * plane].copy_from_slice(&re[..plane]);
+                input[base + (ac + ch) * plane..base + (ac + ch + 1) * plane]
+                    .copy_from_slice(&im[..plane]);
             }
         }
         let x = Tensor::<4>::from_data(
@@ -264,6 +305,10 @@ impl Separator {
                         n,
                         wave,
                     )?;
+                    if scaling {
+                        let sc = scales[bi * ac + ch];
+                        wave.iter_mut().for_each(|v| *v *= sc);
+                    }
                 }
             }
         }
@@ -457,6 +502,11 @@ impl Separator {
                 "the audio is too short for this model: {len} samples at {model_rate} Hz, at least {min_len} are needed"
             )));
         }
+        if let Some(css) = self.css_pipeline(params) {
+            return self.separate_css(
+                &css, input, len, to_model, next_block, emit, cancel, progress,
+            );
+        }
         let mut core = ChunkStream::new(self, params, len, nch, input.scale)?;
         let s = self.cfg.n_sources();
         let mut back = (0..s)
@@ -554,6 +604,107 @@ impl Separator {
         flush(&mut pending, &mut sent, true)?;
         debug_assert_eq!(sent, frames);
         Ok(())
+    }
+}
+
+impl Separator {
+    /// [`separate_stream`](Self::separate_stream) with mixit-mss's CSS pipeline
+    /// ([`super::css`]): it needs the whole song at the model rate (its normalisation is a
+    /// statistic of the whole mixture), so the song is held in memory.
+    #[allow(clippy::too_many_arguments)]
+    fn separate_css(
+        &self,
+        css: &CssParams,
+        input: &StreamInput,
+        len: usize,
+        mut to_model: StreamResampler,
+        next_block: &mut dyn FnMut(&mut Vec<Vec<f32>>) -> Result<bool, EngineError>,
+        emit: &mut dyn FnMut(&[Vec<Vec<f32>>]) -> Result<(), EngineError>,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), EngineError> {
+        let (nch, frames) = (input.channels, input.frames);
+        let start = Instant::now();
+        let mut song: Vec<Vec<f32>> = vec![Vec::with_capacity(len); nch];
+        let mut block = Vec::new();
+        let mut received = 0usize;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let more = next_block(&mut block)?;
+            if !more {
+                break;
+            }
+            if block.len() != nch {
+                return Err(EngineError::Audio(crate::audio::AudioError::InvalidBuffer(
+                    format!("a block has {} channels, expected {nch}", block.len()),
+                )));
+            }
+            received += block[0].len();
+            to_model.push(&block, &mut song)?;
+        }
+        if received != frames {
+            return Err(EngineError::BadParameter(format!(
+                "the input changed while reading: {received} frames instead of the {frames} counted before"
+            )));
+        }
+        to_model.finish(&mut song)?;
+        let ac = self.cfg.audio_channels;
+        // Items: a joint-stereo model sees both channels (a mono song twice); a mono model
+        // each channel alone.
+        let items: Vec<Vec<Vec<f32>>> = if ac == 2 {
+            vec![vec![song[0].clone(), song[nch - 1].clone()]]
+        } else {
+            song.iter().map(|c| vec![c.clone()]).collect()
+        };
+        drop(song);
+        let plan = super::css::CssPlan::new(len, css, self.cfg.sample_rate)?;
+        let total = plan.starts.len() * items.len();
+        let mut done = 0;
+        progress(Progress {
+            done,
+            total,
+            elapsed: start.elapsed(),
+        });
+        let s = self.cfg.n_sources();
+        let mut stems: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(nch); s];
+        for item in &items {
+            let out = super::css::separate_item(self, css, item, cancel, &mut || {
+                done += 1;
+                progress(Progress {
+                    done,
+                    total,
+                    elapsed: start.elapsed(),
+                });
+            })?;
+            for (st, chans) in stems.iter_mut().zip(out) {
+                st.extend(chans);
+            }
+        }
+        if ac == 2 && nch == 1 {
+            for st in stems.iter_mut() {
+                let mono: Vec<f32> = st[0]
+                    .iter()
+                    .zip(&st[1])
+                    .map(|(a, b)| 0.5 * (a + b))
+                    .collect();
+                *st = vec![mono];
+            }
+        }
+        // Back to the input's rate, cut to its length.
+        let mut out: Vec<Vec<Vec<f32>>> = Vec::with_capacity(s);
+        for st in &stems {
+            let mut back = StreamResampler::new(self.cfg.sample_rate, input.sample_rate, nch)?;
+            let mut chans = vec![Vec::new(); nch];
+            back.push(st, &mut chans)?;
+            back.finish(&mut chans)?;
+            for c in chans.iter_mut() {
+                c.resize(frames, 0.0);
+            }
+            out.push(chans);
+        }
+        emit(&out)
     }
 }
 

@@ -75,6 +75,14 @@ pub struct PlanModel {
     pub sample_rate: u32,
     /// The preset's segment length in samples; [`fit`] starts from it.
     pub segment_samples: usize,
+    /// Band widths of a band-split model (BS-Locoformer), low to high; empty for
+    /// TF-Locoformer. The frequency path then runs over `bands.len()` bands instead of the
+    /// F bins, and the residual stream is `[B, C, T, nb]`.
+    #[serde(default)]
+    pub bands: Vec<usize>,
+    /// LayerNorm in the blocks (a bias beside each scale) instead of RMSGroupNorm.
+    #[serde(default)]
+    pub layer_norm: bool,
 }
 
 impl PlanModel {
@@ -86,6 +94,16 @@ impl PlanModel {
     /// Frequency bins `n_fft / 2 + 1`.
     pub fn bins(&self) -> usize {
         self.n_fft / 2 + 1
+    }
+
+    /// Length of the frequency path's sequences: the band count of a band-split model, else
+    /// the bins.
+    pub fn freq_len(&self) -> usize {
+        if self.bands.is_empty() {
+            self.bins()
+        } else {
+            self.bands.len()
+        }
     }
 
     /// Width of one attention head `d = A / heads`.
@@ -375,19 +393,34 @@ pub fn param_count(model: &PlanModel) -> usize {
     let c = model.emb_dim;
     let a = model.attention_dim;
     let k = model.kernel;
+    let norm = if model.layer_norm { 2 * c } else { c };
     // ConvSwiGLU: conv1d weight [2H, C, K] + bias [2H]; deconv1d weight [H, C, K] + bias [C].
     let ffns: usize = model
         .ffn_hidden
         .iter()
-        .map(|&h| c * 2 * h * k + 2 * h + h * c * k + c)
+        .filter(|&&h| h > 0)
+        .map(|&h| c * 2 * h * k + 2 * h + h * c * k + c + norm)
         .sum();
-    // Three RMSGroupNorm gammas [C], qkv [3A, C], aggregate_heads [C, A], rope.freqs [d/2].
-    let path = ffns + 3 * c + 3 * a * c + c * a + model.head_dim() / 2;
+    // Attention norm, qkv [3A, C], aggregate_heads [C, A], rope.freqs [d/2].
+    let path = ffns + norm + 3 * a * c + c * a + model.head_dim() / 2;
     let ac = model.audio_channels;
-    // Encoder Conv2d [C, 2ac, 3, 3] + bias [C]; GroupNorm weight + bias [C].
-    let encoder = 2 * ac * c * 9 + c + 2 * c;
-    // Decoder ConvTranspose2d [C, 2·S·ac, 3, 3] + bias [2·S·ac].
-    let decoder = c * 2 * model.n_sources * ac * 9 + 2 * model.n_sources * ac;
+    let s = model.n_sources;
+    let (encoder, decoder) = if model.bands.is_empty() {
+        // Encoder Conv2d [C, 2ac, 3, 3] + bias [C]; GroupNorm weight + bias [C]. Decoder
+        // ConvTranspose2d [C, 2·S·ac, 3, 3] + bias [2·S·ac].
+        (2 * ac * c * 9 + c + 2 * c, c * 2 * s * ac * 9 + 2 * s * ac)
+    } else {
+        // Per band: GroupNorm [w·2ac]×2 + Conv1d [C, w·2ac] + [C]; decoder GroupNorm [C]×2,
+        // Conv1d C→4C, 4C→4C, 4C→w·S·ac·4 with biases.
+        model.bands.iter().fold((0, 0), |(e, d), &w| {
+            let win = w * 2 * ac;
+            let wout = w * s * ac * 4;
+            (
+                e + 2 * win + win * c + c,
+                d + 2 * c + 4 * c * c + 4 * c + 16 * c * c + 4 * c + 4 * c * wout + wout,
+            )
+        })
+    };
     encoder + model.n_layers * 2 * path + decoder
 }
 
@@ -833,6 +866,9 @@ pub fn plan(model: &PlanModel, req: &PlanRequest) -> MemoryPlan {
     let n = req.segment_samples as u64;
     let t = model.frames(req.segment_samples) as u64;
     let f = model.bins() as u64;
+    // The frequency path's length: F bins, or nb bands (band-split).
+    let lf = model.freq_len() as u64;
+    let band_split = !model.bands.is_empty();
     let items = model.items(req.batch.max(1), req.song_channels) as u64;
     let ac = model.audio_channels.max(1) as u64;
     let sources = model.n_sources as u64;
@@ -842,8 +878,8 @@ pub fn plan(model: &PlanModel, req: &PlanRequest) -> MemoryPlan {
 
     let geom = |kind: PathKind| {
         let (b, l) = match kind {
-            PathKind::Frequency => (items * t, f),
-            PathKind::Time => (items * f, t),
+            PathKind::Frequency => (items * t, lf),
+            PathKind::Time => (items * lf, t),
         };
         Geom {
             kind,
@@ -861,7 +897,7 @@ pub fn plan(model: &PlanModel, req: &PlanRequest) -> MemoryPlan {
     };
     let paths = [geom(PathKind::Frequency), geom(PathKind::Time)];
     // One copy of the residual stream [B, C, T, F].
-    let x_full = items * c * t * f * e;
+    let x_full = items * c * t * lf * e;
 
     // Static memory: parameters, and in training gradients + AdamW moments.
     let mut fixed = Parts::default();
@@ -967,6 +1003,21 @@ pub fn plan(model: &PlanModel, req: &PlanRequest) -> MemoryPlan {
         });
     }
 
+    // Encoder/decoder scratch. Conv: im2col buffers [B, 2ac·9, T·F] / [B, 2·S·ac·9, T·F].
+    // Band-split: the spectrum permuted to [B, T, F, 2ac]; the bands' outputs concatenated
+    // [B, T, 2, S, ac, F] and permuted, plus one band's 4C hidden activations.
+    let (enc_workspace, dec_workspace) = if band_split {
+        (
+            items * 2 * ac * t * f * e,
+            2 * items * 2 * sources * ac * t * f * e + 2 * items * t * 4 * c * e,
+        )
+    } else {
+        (
+            items * 2 * ac * 9 * t * f * e,
+            items * 2 * sources * ac * 9 * t * f * e,
+        )
+    };
+
     // Every phase of the run with what is alive; the peak is the largest.
     let mut phases: Vec<Stage> = Vec::new();
     match req.mode {
@@ -979,7 +1030,7 @@ pub fn plan(model: &PlanModel, req: &PlanRequest) -> MemoryPlan {
                 Parts::default()
                     .with(Category::StftBuffers, host + spec_in)
                     .with(Category::ResidentActivations, x_full)
-                    .with(Category::Workspace, items * 2 * ac * 9 * t * f * e),
+                    .with(Category::Workspace, enc_workspace),
             ));
             // GroupNorm(1 group): the centred tensor (in place on the moved conv output) and
             // its square for the variance.
@@ -1015,10 +1066,7 @@ pub fn plan(model: &PlanModel, req: &PlanRequest) -> MemoryPlan {
                 Parts::default()
                     .with(Category::StftBuffers, host + spec_out)
                     .with(Category::ResidentActivations, x_full)
-                    .with(
-                        Category::Workspace,
-                        items * 2 * sources * ac * 9 * t * f * e,
-                    ),
+                    .with(Category::Workspace, dec_workspace),
             ));
         }
         Mode::Training => {
@@ -1771,6 +1819,8 @@ mod tests {
             audio_channels: 1,
             sample_rate: 44_100,
             segment_samples: (seconds * 44_100.0) as usize,
+            bands: vec![],
+            layer_norm: false,
         };
         vec![
             ("small", m(2.0, 1024, 256, 3, 48, 4, 48, 192, 4), 1.39e6),
@@ -1820,6 +1870,8 @@ mod tests {
             audio_channels: 1,
             sample_rate: 44_100,
             segment_samples: 3 * 44_100,
+            bands: vec![],
+            layer_norm: false,
         }
     }
 

@@ -12,7 +12,7 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::layers::{ConvSwiGlu, Mhsa, RmsGroupNorm};
+use super::layers::{ConvSwiGlu, Mhsa, Norm, NormKind};
 use super::network::{LocoBlock, LocoPath};
 use crate::kernels::attention::cpu::{HeadScratch, Simd, attention_head, exp_neg, simd};
 
@@ -99,16 +99,23 @@ fn sigmoid(x: f32) -> f32 {
 
 struct HostNorm {
     gamma: Vec<f32>,
+    /// LayerNorm's bias (None: RMSGroupNorm).
+    beta: Option<Vec<f32>>,
+    /// RMSGroupNorm groups (unused for LayerNorm).
     groups: usize,
     eps: f32,
 }
 
 impl HostNorm {
-    fn new(n: &RmsGroupNorm) -> Self {
-        let (groups, eps) = n.params();
+    fn new(n: &Norm) -> Self {
+        let (kind, eps) = n.params();
         Self {
             gamma: host(n.gamma.val()),
-            groups,
+            beta: n.beta.as_ref().map(|b| host(b.val())),
+            groups: match kind {
+                NormKind::RmsGroup { groups } => groups,
+                NormKind::Layer => 1,
+            },
             eps: eps as f32,
         }
     }
@@ -117,6 +124,18 @@ impl HostNorm {
     #[inline(always)]
     fn apply(&self, x: &[f32], out: &mut [f32]) {
         let c = self.gamma.len();
+        if let Some(beta) = &self.beta {
+            // LayerNorm: biased variance, eps inside the root.
+            for (xr, orow) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+                let mean = xr.iter().sum::<f32>() / c as f32;
+                let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c as f32;
+                let inv = 1.0 / (var + self.eps).sqrt();
+                for (((o, v), w), b) in orow.iter_mut().zip(xr).zip(&self.gamma).zip(beta) {
+                    *o = (v - mean) * inv * w + b;
+                }
+            }
+            return;
+        }
         let g = c / self.groups;
         for (xr, orow) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
             for ((xg, og), gg) in xr

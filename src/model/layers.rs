@@ -17,41 +17,86 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::kernels::attention::{attention, attention_reference_chunked};
 
-/// RMS group normalisation over the channel axis: each group of `C/G` channels is divided by
-/// its RMS (`x / (sqrt(mean x²) + eps)`, eps **outside** the root, as the reference), then
-/// scaled by `gamma`. original: `RMSGroupNorm`.
+/// Which normalisation a [`Norm`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// RMS group normalisation: each group of `C/groups` channels is divided by its RMS
+    /// (`x / (sqrt(mean x²) + eps)`, eps **outside** the root, as the reference), then scaled by
+    /// `gamma`. original: `RMSGroupNorm`.
+    RmsGroup {
+        /// Channel groups.
+        groups: usize,
+    },
+    /// `nn.LayerNorm(C)`: `(x − mean) / sqrt(var + eps) · gamma + beta` over the channels
+    /// (biased variance, eps **inside** the root).
+    Layer,
+}
+
+/// The pre-norm of a path's sub-layers, over the channel axis at each position.
+/// original: `RMSGroupNorm` / `nn.LayerNorm`.
 #[derive(Module, Debug)]
-pub struct RmsGroupNorm {
+pub struct Norm {
     /// Per-channel scale `[C]`.
     pub gamma: Param<Tensor<1>>,
+    /// Per-channel bias `[C]` (LayerNorm only).
+    pub beta: Option<Param<Tensor<1>>>,
     #[module(skip)]
-    groups: usize,
+    kind: NormKind,
     #[module(skip)]
     eps: f64,
 }
 
-impl RmsGroupNorm {
-    /// Builds the norm from its `gamma` `[C]`.
-    pub fn new(gamma: Param<Tensor<1>>, groups: usize, eps: f64) -> Self {
-        Self { gamma, groups, eps }
+impl Norm {
+    /// An RMSGroupNorm from its `gamma` `[C]`.
+    pub fn rms_group(gamma: Param<Tensor<1>>, groups: usize, eps: f64) -> Self {
+        Self {
+            gamma,
+            beta: None,
+            kind: NormKind::RmsGroup { groups },
+            eps,
+        }
     }
 
-    /// `(groups, eps)`.
-    pub fn params(&self) -> (usize, f64) {
-        (self.groups, self.eps)
+    /// A LayerNorm from its `weight` and `bias` `[C]`.
+    pub fn layer(gamma: Param<Tensor<1>>, beta: Param<Tensor<1>>, eps: f64) -> Self {
+        Self {
+            gamma,
+            beta: Some(beta),
+            kind: NormKind::Layer,
+            eps,
+        }
     }
 
-    /// Normalises each group of channels at each position.
+    /// `(kind, eps)`.
+    pub fn params(&self) -> (NormKind, f64) {
+        (self.kind, self.eps)
+    }
+
+    /// Normalises the channels at each position.
     ///
     /// # Shapes
     /// - x: `[N, L, C]`
     /// - output: `[N, L, C]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [n, l, c] = x.dims();
-        let xg = x.reshape([n, l, self.groups, c / self.groups]);
-        let rms = xg.clone().square().mean_dim(3).sqrt();
-        let y = xg / rms.add_scalar(self.eps);
-        y.reshape([n, l, c]) * self.gamma.val().reshape([1, 1, c])
+        let y = match self.kind {
+            NormKind::RmsGroup { groups } => {
+                let xg = x.reshape([n, l, groups, c / groups]);
+                let rms = xg.clone().square().mean_dim(3).sqrt();
+                (xg / rms.add_scalar(self.eps)).reshape([n, l, c])
+            }
+            NormKind::Layer => {
+                let mean = x.clone().mean_dim(2);
+                let centred = x - mean;
+                let var = centred.clone().square().mean_dim(2);
+                centred / var.add_scalar(self.eps).sqrt()
+            }
+        };
+        let y = y * self.gamma.val().reshape([1, 1, c]);
+        match &self.beta {
+            Some(beta) => y + beta.val().reshape([1, 1, c]),
+            None => y,
+        }
     }
 }
 

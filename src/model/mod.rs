@@ -1,8 +1,11 @@
-//! TF-Locoformer in burn: configuration, layers, network, checkpoint loading.
+//! TF-Locoformer and BS-Locoformer in burn: configuration, layers, network, checkpoint
+//! loading.
 //!
 //! Runs on any burn [`Device`](burn::tensor::Device) (wgpu, flex, with or without autodiff).
 
+pub mod bandsplit;
 pub mod config;
+pub mod folder;
 mod host;
 pub mod layers;
 pub mod loader;

@@ -10,9 +10,10 @@ use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Tensor, TensorData};
 
+use super::bandsplit::{BandDecoder, BandSplitEncoder};
 use super::config::{ModelConfig, TfOrder};
 use super::host::HostBlock;
-use super::layers::{ConvSwiGlu, Mhsa, RmsGroupNorm};
+use super::layers::{ConvSwiGlu, Mhsa, Norm};
 
 /// Run-time options of a forward pass that do not change its result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,13 +39,13 @@ pub struct ForwardOptions {
 #[derive(Module, Debug)]
 pub struct LocoPath {
     /// FFN before attention and its norm (reference index 1); absent for non-macaron configs.
-    pub ffn_pre: Option<(RmsGroupNorm, ConvSwiGlu)>,
+    pub ffn_pre: Option<(Norm, ConvSwiGlu)>,
     /// Norm before attention.
-    pub attn_norm: RmsGroupNorm,
+    pub attn_norm: Norm,
     /// Attention.
     pub attn: Mhsa,
     /// Norm of the FFN after attention (reference index 0).
-    pub ffn_post_norm: RmsGroupNorm,
+    pub ffn_post_norm: Norm,
     /// FFN after attention (reference index 0).
     pub ffn_post: ConvSwiGlu,
     #[module(skip)]
@@ -54,10 +55,10 @@ pub struct LocoPath {
 impl LocoPath {
     /// Assembles a path from its parts.
     pub fn new(
-        ffn_pre: Option<(RmsGroupNorm, ConvSwiGlu)>,
-        attn_norm: RmsGroupNorm,
+        ffn_pre: Option<(Norm, ConvSwiGlu)>,
+        attn_norm: Norm,
         attn: Mhsa,
-        ffn_post_norm: RmsGroupNorm,
+        ffn_post_norm: Norm,
         ffn_post: ConvSwiGlu,
         cfg: &ModelConfig,
     ) -> Self {
@@ -280,39 +281,29 @@ impl LocoBlock {
     }
 }
 
-/// The whole network on complex spectra. original: `TFLocoformerSeparator` (without the
-/// STFT) / the network part of `TFLocoformerMSS`.
+/// TF-Locoformer's encoder: Conv2d(2·ac → C, 3×3) and GroupNorm(1 group).
+/// original: `conv` (`conv.0` Conv2d, `conv.1` GroupNorm).
 #[derive(Module, Debug)]
-pub struct TfLocoformer {
-    /// Encoder Conv2d weight `[C, 2·ac, 3, 3]`. original: `conv.0.weight`.
+pub struct ConvEncoder {
+    /// Conv2d weight `[C, 2·ac, 3, 3]`. original: `conv.0.weight`.
     pub enc_w: Param<Tensor<4>>,
-    /// Encoder Conv2d bias `[C]`. original: `conv.0.bias`.
+    /// Conv2d bias `[C]`. original: `conv.0.bias`.
     pub enc_b: Param<Tensor<1>>,
-    /// Encoder GroupNorm(1 group) weight `[C]`. original: `conv.1.weight`.
+    /// GroupNorm(1 group) weight `[C]`. original: `conv.1.weight`.
     pub gn_w: Param<Tensor<1>>,
-    /// Encoder GroupNorm bias `[C]`. original: `conv.1.bias`.
+    /// GroupNorm bias `[C]`. original: `conv.1.bias`.
     pub gn_b: Param<Tensor<1>>,
-    /// The blocks.
-    pub blocks: Vec<LocoBlock>,
-    /// Decoder ConvTranspose2d weight `[C, 2·S·ac, 3, 3]`. original: `deconv.weight`.
-    pub dec_w: Param<Tensor<4>>,
-    /// Decoder bias `[2·S·ac]`. original: `deconv.bias`.
-    pub dec_b: Param<Tensor<1>>,
     #[module(skip)]
     eps: f64,
 }
 
-impl TfLocoformer {
-    /// Assembles the network (see `loader.rs` for building it from a checkpoint).
-    #[allow(clippy::too_many_arguments)]
+impl ConvEncoder {
+    /// Assembles the encoder.
     pub fn new(
         enc_w: Param<Tensor<4>>,
         enc_b: Param<Tensor<1>>,
         gn_w: Param<Tensor<1>>,
         gn_b: Param<Tensor<1>>,
-        blocks: Vec<LocoBlock>,
-        dec_w: Param<Tensor<4>>,
-        dec_b: Param<Tensor<1>>,
         eps: f64,
     ) -> Self {
         Self {
@@ -320,10 +311,97 @@ impl TfLocoformer {
             enc_b,
             gn_w,
             gn_b,
-            blocks,
-            dec_w,
-            dec_b,
             eps,
+        }
+    }
+
+    /// Conv2d and GroupNorm, returned channel-last for the blocks.
+    ///
+    /// # Shapes
+    /// - spec: `[B, 2·ac, T, F]`
+    /// - output: `[B, T, F, C]`
+    pub fn forward(&self, spec: Tensor<4>) -> Tensor<4> {
+        let x = conv2d(
+            spec,
+            self.enc_w.val(),
+            Some(self.enc_b.val()),
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let [b, c, t, f] = x.dims();
+        // GroupNorm with one group: biased variance over all C·T·F values of an item (staged:
+        // a single wgpu reduction over more than 2¹⁸ values is wrong, see `reduce`).
+        let flat = x.reshape([b, c * t * f]);
+        let (var, mean) = super::reduce::var_mean_rows(flat.clone());
+        let x = ((flat - mean) / var.add_scalar(self.eps).sqrt()).reshape([b, c, t, f])
+            * self.gn_w.val().reshape([1, c, 1, 1])
+            + self.gn_b.val().reshape([1, c, 1, 1]);
+        x.permute([0, 2, 3, 1])
+    }
+}
+
+/// TF-Locoformer's decoder: ConvTranspose2d(C → 2·S·ac, 3×3). original: `deconv`.
+#[derive(Module, Debug)]
+pub struct ConvDecoder {
+    /// ConvTranspose2d weight `[C, 2·S·ac, 3, 3]`. original: `deconv.weight`.
+    pub dec_w: Param<Tensor<4>>,
+    /// Bias `[2·S·ac]`. original: `deconv.bias`.
+    pub dec_b: Param<Tensor<1>>,
+}
+
+impl ConvDecoder {
+    /// The transposed convolution, from the blocks' channel-last layout.
+    ///
+    /// # Shapes
+    /// - x: `[B, T, F, C]`
+    /// - output: `[B, 2·S·ac, T, F]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        conv_transpose2d(
+            x.permute([0, 3, 1, 2]),
+            self.dec_w.val(),
+            Some(self.dec_b.val()),
+            ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
+        )
+    }
+}
+
+/// The spectrum → residual-stream encoder of either architecture.
+#[derive(Module, Debug)]
+pub enum Encoder {
+    /// TF-Locoformer: Conv2d over all bins.
+    Conv(ConvEncoder),
+    /// BS-Locoformer: per-band GroupNorm + projection.
+    BandSplit(BandSplitEncoder),
+}
+
+/// The residual-stream → spectra decoder of either architecture.
+#[derive(Module, Debug)]
+pub enum Decoder {
+    /// TF-Locoformer: ConvTranspose2d.
+    Conv(ConvDecoder),
+    /// BS-Locoformer: band-wise MLPs, complex mask or mapping.
+    BandWise(BandDecoder),
+}
+
+/// The whole network on complex spectra: TF-Locoformer (`TFLocoformerSeparator` /
+/// `TFLocoformerMSS` without the STFT) or BS-Locoformer (`BSLocoformerSeparator`, mixit-mss
+/// `BSLocoformer`), which share the blocks.
+#[derive(Module, Debug)]
+pub struct TfLocoformer {
+    /// Spectrum encoder.
+    pub encoder: Encoder,
+    /// The blocks.
+    pub blocks: Vec<LocoBlock>,
+    /// Spectrum decoder.
+    pub decoder: Decoder,
+}
+
+impl TfLocoformer {
+    /// Assembles the network (see `loader.rs` for building it from a checkpoint).
+    pub fn new(encoder: Encoder, blocks: Vec<LocoBlock>, decoder: Decoder) -> Self {
+        Self {
+            encoder,
+            blocks,
+            decoder,
         }
     }
 
@@ -366,41 +444,51 @@ impl TfLocoformer {
         self.blocks.iter().map(HostBlock::new).collect()
     }
 
-    /// The encoder: Conv2d and GroupNorm, returned channel-last for the blocks.
+    /// The encoder, returned channel-last for the blocks (L = F bins, or nb bands).
     ///
     /// # Shapes
     /// - spec: `[B, 2·ac, T, F]`
-    /// - output: `[B, T, F, C]`
+    /// - output: `[B, T, L, C]`
     pub fn encode(&self, spec: Tensor<4>) -> Tensor<4> {
-        let x = conv2d(
-            spec,
-            self.enc_w.val(),
-            Some(self.enc_b.val()),
-            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-        );
-        let [b, c, t, f] = x.dims();
-        // GroupNorm with one group: biased variance over all C·T·F values of an item (staged:
-        // a single wgpu reduction over more than 2¹⁸ values is wrong, see `reduce`).
-        let flat = x.reshape([b, c * t * f]);
-        let (var, mean) = super::reduce::var_mean_rows(flat.clone());
-        let x = ((flat - mean) / var.add_scalar(self.eps).sqrt()).reshape([b, c, t, f])
-            * self.gn_w.val().reshape([1, c, 1, 1])
-            + self.gn_b.val().reshape([1, c, 1, 1]);
-        x.permute([0, 2, 3, 1])
+        match &self.encoder {
+            Encoder::Conv(e) => e.forward(spec),
+            Encoder::BandSplit(e) => e.forward(spec),
+        }
     }
 
-    /// The decoder ConvTranspose2d, from the blocks' channel-last layout.
+    /// Whether [`decode`](Self::decode) needs the network's input spectrum (masking models).
+    pub fn decoder_needs_input(&self) -> bool {
+        matches!(&self.decoder, Decoder::BandWise(d) if d.masking())
+    }
+
+    /// The decoder. `spec`, the network's input, must be given when
+    /// [`decoder_needs_input`](Self::decoder_needs_input); it is ignored otherwise (callers
+    /// drop it early so that its memory is free during the blocks).
     ///
     /// # Shapes
-    /// - x: `[B, T, F, C]`
+    /// - x: `[B, T, L, C]`
+    /// - spec: `[B, 2·ac, T, F]`
     /// - output: `[B, 2·S·ac, T, F]`
-    pub fn decode(&self, x: Tensor<4>) -> Tensor<4> {
-        conv_transpose2d(
-            x.permute([0, 3, 1, 2]),
-            self.dec_w.val(),
-            Some(self.dec_b.val()),
-            ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
-        )
+    pub fn decode(&self, x: Tensor<4>, spec: Option<Tensor<4>>) -> Tensor<4> {
+        self.decode_with_taps(x, spec, None)
+    }
+
+    fn decode_with_taps(
+        &self,
+        x: Tensor<4>,
+        spec: Option<Tensor<4>>,
+        taps: Option<&mut Taps>,
+    ) -> Tensor<4> {
+        match &self.decoder {
+            Decoder::Conv(d) => d.forward(x),
+            Decoder::BandWise(d) => {
+                let bands = d.decode_bands(x);
+                if let Some(taps) = taps {
+                    taps.push(("bandwise_decoding.out".into(), BandDecoder::tap(&bands)));
+                }
+                d.finish(bands, spec)
+            }
+        }
     }
 
     fn forward_inner(
@@ -409,19 +497,24 @@ impl TfLocoformer {
         opts: ForwardOptions,
         mut taps: Option<&mut Taps>,
     ) -> Tensor<4> {
-        let mut x = self.encode(spec); // [B, T, F, C]
+        let keep = self.decoder_needs_input().then(|| spec.clone());
+        let mut x = self.encode(spec); // [B, T, L, C]
         if let Some(taps) = taps.as_deref_mut() {
-            taps.push(("encoder.out".into(), to_bctf(&x)));
+            let name = match self.encoder {
+                Encoder::Conv(_) => "encoder.out",
+                Encoder::BandSplit(_) => "band_split.out",
+            };
+            taps.push((name.into(), to_bctf(&x)));
         }
         match self.host_blocks(&x, opts) {
-            Some(host_blocks) => x = run_host_blocks(&host_blocks, x, taps),
+            Some(host_blocks) => x = run_host_blocks(&host_blocks, x, taps.as_deref_mut()),
             None => {
                 for (i, block) in self.blocks.iter().enumerate() {
                     x = block.forward(x, opts, taps.as_deref_mut().map(|t| (t, i)));
                 }
             }
         }
-        self.decode(x)
+        self.decode_with_taps(x, keep, taps)
     }
 }
 

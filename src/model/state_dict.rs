@@ -408,8 +408,19 @@ pub fn write_safetensors(
     result
 }
 
-/// Prefixes removed from every key when *all* keys of the state dict carry them.
-const STRIP_PREFIXES: [&str; 2] = ["module.", "separator."];
+/// Prefixes removed from every key when *all* keys of the state dict carry them: DataParallel /
+/// AveragedModel (`module.`), ESPnet (`separator.`), mixit-mss's task and wrapper
+/// (`model.model.`, stripped one `model.` at a time).
+const STRIP_PREFIXES: [&str; 3] = ["module.", "separator.", "model."];
+
+/// Entries of a training checkpoint that are not weights: mixit-mss's STFT window buffers
+/// (`model.stft.0.window`, `model.istft.window`, `stft.0.window`) and AveragedModel's counter.
+fn is_buffer_to_ignore(key: &str) -> bool {
+    key.ends_with("stft.0.window")
+        || key.ends_with("istft.window")
+        || key == "n_averaged"
+        || key.ends_with(".n_averaged")
+}
 
 /// Entries of a training checkpoint that hold the model weights, in order of preference.
 const MODEL_KEYS: [&str; 3] = ["model_state_dict", "state_dict", "model"];
@@ -540,7 +551,9 @@ pub fn state_dict_from_value(value: &Value, name: &str) -> Result<StateDict, Che
     let mut named: Vec<(String, &pth::TensorRef)> = Vec::new();
     for (k, v) in items {
         if let (Value::Str(key), Value::Tensor(t)) = (k, v) {
-            named.push((key.clone(), t));
+            if !is_buffer_to_ignore(key) {
+                named.push((key.clone(), t));
+            }
         }
     }
     if named.is_empty() {
@@ -670,6 +683,29 @@ mod tests {
         let sd = state_dict_from_value(&top, "x.pth").unwrap();
         assert_eq!(sd.len(), 62);
         assert!(sd.contains_key("conv.0.weight"));
+    }
+
+    #[test]
+    fn mixit_task_dicts_lose_their_prefixes_and_window_buffers() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/checkpoint");
+        for name in ["mixit_task.pth", "lightning.ckpt"] {
+            let sd = load_state_dict(corpus.join(name)).unwrap();
+            let keys: Vec<&String> = sd.keys().collect();
+            assert_eq!(
+                keys,
+                vec!["band_split_module.band_split_module.0.0.weight"],
+                "{name}"
+            );
+        }
+        // The published fixture: every key under `model.model.`, three windows dropped.
+        let published = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/bslocoformer/mixit-small/checkpoints/model.pth");
+        let sd = load_state_dict(published).unwrap();
+        assert!(
+            sd.keys()
+                .all(|k| !k.starts_with("model.") && !k.ends_with("window"))
+        );
+        assert!(sd.contains_key("blocks.0.freq_path.attn.qkv.weight"));
     }
 
     #[test]

@@ -108,7 +108,10 @@ pub fn checkpointed_gradients(
 
     // 2. Decoder and loss with autograd.
     let leaf = x.autodiff().require_grad();
-    let loss = head(net.decode(leaf.clone()));
+    let loss = head(net.decode(
+        leaf.clone(),
+        net.decoder_needs_input().then(|| spec.clone()),
+    ));
     let mut grads = loss.backward();
     let mut g = leaf
         .grad_remove(&mut grads)

@@ -294,6 +294,23 @@ fn batch_tensors(
     let mut target = vec![0f32; items * ac * 4 * n];
     let (mut re, mut im) = (vec![], vec![]);
     let mut mix = vec![0f32; n];
+    // Dataset stems come in `dataset::STEMS` order; the model's outputs in its own (mixit-mss:
+    // bass, drums, vocals, other). `slot[si]` = the model output trained on dataset stem si.
+    let slot: Vec<usize> = crate::train::dataset::STEMS
+        .iter()
+        .map(|name| {
+            cfg.sources
+                .iter()
+                .position(|s| s == name)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    if slot.contains(&usize::MAX) {
+        return Err(TrainError::Invalid(format!(
+            "the model's sources {:?} are not vocals, drums, bass and other",
+            cfg.sources
+        )));
+    }
     for (ei, ex) in examples.iter().enumerate() {
         for ch in 0..2 {
             let item = (ei * 2 + ch) / ac;
@@ -301,7 +318,7 @@ fn batch_tensors(
             mix.iter_mut().for_each(|v| *v = 0.0);
             for (si, stem) in ex.stems.iter().enumerate() {
                 mix.iter_mut().zip(&stem[ch]).for_each(|(m, v)| *m += v);
-                let base = ((item * 4 + si) * ac + ich) * n;
+                let base = ((item * 4 + slot[si]) * ac + ich) * n;
                 target[base..base + n].copy_from_slice(&stem[ch]);
             }
             stft.forward(&mix, &mut re, &mut im)

@@ -66,3 +66,30 @@ header = json.dumps({
 header += b" " * (-len(header) % 8)
 with open(os.path.join(ck, "tiny.safetensors"), "wb") as f:
     f.write(struct.pack("<Q", len(header)) + header + struct.pack("<8f", *range(8)))
+
+# Band-split (mixit-mss) layout: the task's plain state dict with the `model.model.` prefix and
+# an STFT window buffer to ignore, and the same dict wrapped as a Lightning `.ckpt`.
+def entry(key):
+    return binunicode(key) + tensor
+
+
+bs_items = (entry("model.model.band_split_module.band_split_module.0.0.weight")
+            + entry("model.stft.0.window"))
+for name, pkl in [
+    ("mixit_task.pth", b"\x80\x02ccollections\nOrderedDict\n)R(" + bs_items + b"u."),
+    ("lightning.ckpt", b"\x80\x02}(" + binunicode("state_dict")
+     + b"ccollections\nOrderedDict\n)R(" + bs_items + b"u" + binunicode("epoch") + b"K\x03u."),
+]:
+    with zipfile.ZipFile(os.path.join(ck, name), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/byteorder", b"little")
+        z.writestr("archive/data/0", struct.pack("<4f", 1.0, 2.0, 3.0, 4.0))
+        z.writestr("archive/version", b"3\n")
+
+# Configs of the band-split flavours: MERL keyword JSON and mixit-mss's merged_config.yaml.
+fixtures = os.path.join(here, "..", "fixtures", "bslocoformer")
+cfg = os.path.join(corpus, "config")
+for src, dst in [("bs-mono-mask/config.json", "bs_merl.json"),
+                 ("mixit-small/merged_config.yaml", "mixit_merged_config.yaml")]:
+    with open(os.path.join(fixtures, src), "rb") as f, open(os.path.join(cfg, dst), "wb") as g:
+        g.write(f.read())

@@ -15,6 +15,39 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod bands;
+mod omegaconf;
+
+pub use bands::{MIXIT_BANDS, merl_band_table};
+
+/// Reads a config file of at most [`limits::MAX_CONFIG_BYTES`] (`--config /dev/zero` must not
+/// fill the memory).
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let io = |source| ConfigError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(limits::MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > limits::MAX_CONFIG_BYTES {
+        return Err(ConfigError::Parse {
+            path: path.display().to_string(),
+            detail: format!(
+                "the file is larger than {} MiB; a model config is a few kilobytes",
+                limits::MAX_CONFIG_BYTES >> 20
+            ),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        detail: format!("not UTF-8 text: {e}"),
+    })
+}
+
 /// Errors raised while reading or validating a model configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -78,6 +111,97 @@ pub enum PosEnc {
     Nope,
 }
 
+/// Normalisation layer inside the blocks. original: `norm_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NormType {
+    /// RMSGroupNorm (`x / (rms + eps) · gamma` per channel group), the reference default.
+    #[default]
+    RmsGroupNorm,
+    /// `nn.LayerNorm(C, eps)` over the channel axis (gamma and beta).
+    LayerNorm,
+}
+
+/// Which of the two published band-split implementations a model follows (their key names and
+/// decoder layer order differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BsFlavour {
+    /// MERL `BSLocoformerSeparator` (tf-locoformer 1.1.0): decoder GN, Conv, Tanh, Conv, Conv,
+    /// GLU (keys `.0 .1 .3 .4`); band table from `stft_size`/`sample_rate`.
+    Merl,
+    /// mixit-mss `BSLocoformer`: decoder GN, Conv, Conv, Tanh, Conv, GLU (keys `.0 .1 .2 .4`);
+    /// the fixed 62-band table; always complex masking.
+    Mixit,
+}
+
+/// The band-split encoder/decoder of a BS-Locoformer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandSplit {
+    /// Implementation the weights come from.
+    pub flavour: BsFlavour,
+    /// `true`: the decoder outputs a complex mask applied to the mixture spectrum; `false`:
+    /// the spectrum itself (mapping). original: `masking`.
+    pub masking: bool,
+    /// Band widths in bins, low to high; they sum to F = n_fft/2 + 1.
+    pub bands: Vec<usize>,
+}
+
+/// The network's encoder/decoder family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// TF-Locoformer: Conv2d encoder over all F bins, ConvTranspose2d decoder.
+    #[default]
+    Conv,
+    /// BS-Locoformer: per-band GroupNorm + Conv1d to C channels, band-wise MLP decoders.
+    BandSplit(BandSplit),
+}
+
+/// mixit-mss's inference (`ModelWrapper.css` inside `separate_sample.py`), reproduced so that
+/// published scores carry over.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CssParams {
+    /// Segment length in seconds. original: `css_segment_size`.
+    pub segment_seconds: f64,
+    /// Hop between segment starts in seconds. original: `css_shift_size`.
+    pub shift_seconds: f64,
+    /// Divide the whole mixture by its STFT-power scale first. original: `normalize_mixture`.
+    pub normalize_mixture: bool,
+    /// Divide each segment by its own STFT-power scale. original: `scaling`.
+    pub scaling: bool,
+}
+
+/// How a song is cut into segments around the network.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pipeline {
+    /// locosep's own: triangle-window overlap-add with real neighbouring audio as context.
+    #[default]
+    OverlapAdd,
+    /// mixit-mss's CSS stitching with STFT-power normalisation and the `N // hop` frame crop.
+    Css(CssParams),
+}
+
+/// Largest values the config accepts (beyond them a model cannot run on any machine locosep
+/// targets, and unchecked they cost gigabytes before anything else fails).
+pub mod limits {
+    /// Most sources.
+    pub const MAX_SOURCES: usize = 64;
+    /// Most blocks.
+    pub const MAX_LAYERS: usize = 128;
+    /// Widest channel/attention/FFN dimension.
+    pub const MAX_DIM: usize = 8192;
+    /// Largest STFT.
+    pub const MAX_N_FFT: usize = 65_536;
+    /// Highest sample rate (Hz).
+    pub const MAX_SAMPLE_RATE: u32 = 384_000;
+    /// Longest default segment (s).
+    pub const MAX_SEGMENT_SECONDS: f64 = 600.0;
+    /// Largest config file read (bytes).
+    pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+}
+
 /// Fully resolved configuration of a TF-Locoformer and of how it is run on audio.
 ///
 /// Field names follow the reference keyword arguments; renamed ones say `original:`.
@@ -124,6 +248,15 @@ pub struct ModelConfig {
     pub input_norm: InputNorm,
     /// Default segment length for chunked separation, in seconds.
     pub segment_seconds: f64,
+    /// Normalisation layer of the blocks.
+    #[serde(default)]
+    pub norm_type: NormType,
+    /// Encoder/decoder family.
+    #[serde(default)]
+    pub arch: Arch,
+    /// How songs are segmented and normalised around the network.
+    #[serde(default)]
+    pub pipeline: Pipeline,
 }
 
 impl ModelConfig {
@@ -152,19 +285,50 @@ impl ModelConfig {
         (self.segment_seconds * self.sample_rate as f64).round() as usize
     }
 
+    /// Length L of the frequency path's sequences: the band count for a band-split model,
+    /// F otherwise.
+    pub fn freq_len(&self) -> usize {
+        match &self.arch {
+            Arch::Conv => self.n_freqs(),
+            Arch::BandSplit(bs) => bs.bands.len(),
+        }
+    }
+
+    /// The band-split settings, if this is a BS-Locoformer.
+    pub fn band_split(&self) -> Option<&BandSplit> {
+        match &self.arch {
+            Arch::Conv => None,
+            Arch::BandSplit(bs) => Some(bs),
+        }
+    }
+
     /// Number of trainable parameters (excluding the RoPE frequency buffers).
     pub fn param_count(&self) -> usize {
         let (c, a, k) = (self.emb_dim, self.attention_dim, self.conv1d_kernel);
         let ac = self.audio_channels;
         let s = self.n_sources();
+        // LayerNorm has a bias beside its scale.
+        let norm = match self.norm_type {
+            NormType::RmsGroupNorm => c,
+            NormType::LayerNorm => 2 * c,
+        };
         let ffn: usize = self
             .ffn_hidden_dim
             .iter()
-            .map(|&h| c * 2 * h * k + 2 * h + h * c * k + c + c)
+            .map(|&h| c * 2 * h * k + 2 * h + h * c * k + c + norm)
             .sum();
-        let path = ffn + c + 3 * a * c + c * a;
-        let enc = 2 * ac * c * 9 + c + 2 * c;
-        let dec = c * 2 * s * ac * 9 + 2 * s * ac;
+        let path = ffn + norm + 3 * a * c + c * a;
+        let (enc, dec) = match &self.arch {
+            Arch::Conv => (2 * ac * c * 9 + c + 2 * c, c * 2 * s * ac * 9 + 2 * s * ac),
+            Arch::BandSplit(bs) => bs.bands.iter().fold((0, 0), |(e, d), &w| {
+                let win = w * 2 * ac;
+                let wout = w * s * ac * 4;
+                (
+                    e + 2 * win + win * c + c,
+                    d + 2 * c + (c * 4 * c + 4 * c) + (16 * c * c + 4 * c) + (4 * c * wout + wout),
+                )
+            }),
+        };
         enc + self.n_layers * 2 * path + dec
     }
 
@@ -186,6 +350,11 @@ impl ModelConfig {
             audio_channels: self.audio_channels,
             sample_rate: self.sample_rate,
             segment_samples: self.segment_samples(),
+            bands: self
+                .band_split()
+                .map(|bs| bs.bands.clone())
+                .unwrap_or_default(),
+            layer_norm: self.norm_type == NormType::LayerNorm,
         }
     }
 
@@ -202,7 +371,7 @@ impl ModelConfig {
             "sources": self.sources,
             "n_layers": self.n_layers,
             "emb_dim": self.emb_dim,
-            "norm_type": "rmsgroupnorm",
+            "norm_type": self.norm_type,
             "num_groups": self.num_groups,
             "tf_order": self.tf_order,
             "n_heads": self.n_heads,
@@ -220,12 +389,95 @@ impl ModelConfig {
             "sample_rate": self.sample_rate,
             "segment_seconds": self.segment_seconds,
         });
+        let mut v = v;
+        if let (Some(bs), Some(obj)) = (self.band_split(), v.as_object_mut()) {
+            let arch = match bs.flavour {
+                BsFlavour::Merl => "bslocoformer",
+                BsFlavour::Mixit => "bslocoformer-mixit",
+            };
+            obj.insert("architecture".into(), arch.into());
+            obj.insert("masking".into(), bs.masking.into());
+        }
+        if let (Pipeline::Css(css), Some(obj)) = (self.pipeline, v.as_object_mut()) {
+            obj.insert("css_segment_size".into(), css.segment_seconds.into());
+            obj.insert("css_shift_size".into(), css.shift_seconds.into());
+            obj.insert("normalize_mixture".into(), css.normalize_mixture.into());
+            obj.insert("scaling".into(), css.scaling.into());
+        }
         serde_json::to_string_pretty(&v).unwrap_or_default()
     }
 
     /// Checks every invariant the network relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        use limits::*;
+        let in_range = |name: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{name} must be in {lo}..={hi}, got {v}"
+                )))
+            }
+        };
+        in_range("n_fft", self.n_fft, 4, MAX_N_FFT)?;
+        in_range("number of sources", self.sources.len(), 1, MAX_SOURCES)?;
+        in_range("n_layers", self.n_layers, 0, MAX_LAYERS)?;
+        in_range("emb_dim", self.emb_dim, 1, MAX_DIM)?;
+        in_range("attention_dim", self.attention_dim, 1, MAX_DIM)?;
+        for &h in &self.ffn_hidden_dim {
+            in_range("ffn_hidden_dim", h, 1, MAX_DIM)?;
+        }
+        in_range("conv1d_kernel", self.conv1d_kernel, 1, 64)?;
+        // A hop below n_fft/16 multiplies the frames (and the cost) without adding information.
+        if self.hop_length < (self.n_fft / 16).max(1) {
+            return bad(format!(
+                "hop_length must be at least n_fft/16 = {} for n_fft {}, got {}",
+                (self.n_fft / 16).max(1),
+                self.n_fft,
+                self.hop_length
+            ));
+        }
+        if self.sample_rate > MAX_SAMPLE_RATE {
+            return bad(format!(
+                "sample_rate must be at most {MAX_SAMPLE_RATE} Hz, got {}",
+                self.sample_rate
+            ));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0 && self.eps <= 1.0) {
+            return bad(format!("eps must be in (0, 1], got {}", self.eps));
+        }
+        if self.segment_seconds > MAX_SEGMENT_SECONDS {
+            return bad(format!(
+                "segment_seconds must be at most {MAX_SEGMENT_SECONDS} s, got {}",
+                self.segment_seconds
+            ));
+        }
+        if let Some(bs) = self.band_split() {
+            let total: usize = bs.bands.iter().sum();
+            if total != self.n_freqs() || bs.bands.contains(&0) {
+                return bad(format!(
+                    "the band table covers {total} bins in {} bands, but n_fft {} has {} bins",
+                    bs.bands.len(),
+                    self.n_fft,
+                    self.n_freqs()
+                ));
+            }
+            if bs.flavour == BsFlavour::Mixit && !bs.masking {
+                return bad("mixit-mss BS-Locoformer models always use complex masking".into());
+            }
+        }
+        if let Pipeline::Css(css) = self.pipeline {
+            let ok = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_SEGMENT_SECONDS;
+            if !(ok(css.segment_seconds) && ok(css.shift_seconds))
+                || css.shift_seconds > css.segment_seconds
+            {
+                return bad(format!(
+                    "css_segment_size ({}) and css_shift_size ({}) must satisfy 0 < shift ≤ segment ≤ {MAX_SEGMENT_SECONDS} s",
+                    css.segment_seconds, css.shift_seconds
+                ));
+            }
+        }
         if self.n_fft < 4 || self.n_fft % 2 != 0 {
             return bad(format!(
                 "n_fft must be an even number ≥ 4, got {}",
@@ -299,14 +551,17 @@ impl ModelConfig {
     /// keyword arguments) or `.yaml`/`.yml` (the fork's `model:` section or ESPnet's
     /// `separator_conf`).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let name = path
+        let text = read_bounded(path)?;
+        let mut name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "custom".into());
+        // The published folders are `<model name>/merged_config.yaml`: name them after the folder.
+        if name == "merged_config" || name == "config" {
+            if let Some(dir) = path.parent().and_then(|p| p.file_name()) {
+                name = dir.to_string_lossy().into_owned();
+            }
+        }
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -361,6 +616,9 @@ impl ModelConfig {
             detail,
         };
         let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| perr(e.to_string()))?;
+        if let Some(raw) = omegaconf::mixit_raw_config(&doc).map_err(perr)? {
+            return raw.resolve(name);
+        }
         let get = |k: &str| doc.get(k).cloned();
         let (mut raw, is_espnet): (RawConfig, bool) = if let Some(model) = get("model") {
             (
@@ -451,29 +709,69 @@ pub struct RawConfig {
     input_norm: Option<InputNorm>,
     sample_rate: Option<u32>,
     segment_seconds: Option<f64>,
+    /// locosep's key: `tflocoformer` (default), `bslocoformer` (MERL) or
+    /// `bslocoformer-mixit`.
+    architecture: Option<String>,
+    /// MERL BS-Locoformer: STFT size (its `n_fft`).
+    stft_size: Option<usize>,
+    /// MERL BS-Locoformer: complex masking (true) or mapping.
+    masking: Option<bool>,
+    /// MERL BS-Locoformer: joint stereo.
+    stereo: Option<bool>,
+    /// mixit-mss BS-Locoformer: audio channels.
+    num_chan: Option<usize>,
+    /// mixit-mss inference: CSS segment (s).
+    css_segment_size: Option<f64>,
+    /// mixit-mss inference: CSS shift (s).
+    css_shift_size: Option<f64>,
+    /// mixit-mss inference: whole-mixture STFT-power normalisation.
+    normalize_mixture: Option<bool>,
+    /// mixit-mss inference: per-segment STFT-power normalisation.
+    scaling: Option<bool>,
 }
 
-/// Default source names for `n` outputs: the MUSDB order for 4, `spk1..` otherwise.
-fn default_sources(n: usize) -> Vec<String> {
-    if n == 4 {
-        ["vocals", "drums", "bass", "other"]
+/// Default source names for `n` outputs: for 4, the MUSDB order of the model family (the fork
+/// and MERL: vocals, drums, bass, other; mixit-mss: bass, drums, vocals, other), `source1..`
+/// otherwise.
+fn default_sources(n: usize, mixit: bool) -> Vec<String> {
+    match (n, mixit) {
+        (4, false) => ["vocals", "drums", "bass", "other"]
             .map(String::from)
-            .to_vec()
-    } else {
-        (1..=n).map(|i| format!("spk{i}")).collect()
+            .to_vec(),
+        (4, true) => ["bass", "drums", "vocals", "other"]
+            .map(String::from)
+            .to_vec(),
+        _ => (1..=n).map(|i| format!("source{i}")).collect(),
     }
 }
 
 impl RawConfig {
     /// Applies the reference defaults and validates.
     pub fn resolve(self, name: &str) -> Result<ModelConfig, ConfigError> {
-        if let Some(norm) = &self.norm_type {
-            if norm != "rmsgroupnorm" {
+        let norm_type = match self.norm_type.as_deref() {
+            None | Some("rmsgroupnorm") => NormType::RmsGroupNorm,
+            Some("layernorm") => NormType::LayerNorm,
+            Some(other) => {
                 return Err(ConfigError::Invalid(format!(
-                    "norm_type `{norm}` is not supported; locosep implements `rmsgroupnorm`"
+                    "norm_type `{other}` is not supported; locosep implements `rmsgroupnorm` \
+                     and `layernorm`"
                 )));
             }
-        }
+        };
+        let merl_bs = self.stft_size.is_some() || self.masking.is_some() || self.stereo.is_some();
+        let flavour = match self.architecture.as_deref() {
+            None if merl_bs => Some(BsFlavour::Merl),
+            None | Some("tflocoformer") => None,
+            Some("bslocoformer") => Some(BsFlavour::Merl),
+            Some("bslocoformer-mixit") => Some(BsFlavour::Mixit),
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "architecture `{other}` is unknown; use tflocoformer, bslocoformer or \
+                     bslocoformer-mixit"
+                )));
+            }
+        };
+        let mixit = flavour == Some(BsFlavour::Mixit);
         let ffn_types = self
             .ffn_type
             .map(OneOrList::into_vec)
@@ -502,6 +800,12 @@ impl RawConfig {
         // so module index 0 (after attention) is the LAST list entry.
         ffn_hidden.reverse();
         let n_out = self.n_sources.or(self.num_spk).unwrap_or(4);
+        if !(1..=limits::MAX_SOURCES).contains(&n_out) {
+            return Err(ConfigError::Invalid(format!(
+                "the number of sources must be in 1..={}, got {n_out}",
+                limits::MAX_SOURCES
+            )));
+        }
         let sources = match self.sources {
             Some(s) if s.len() == n_out || self.n_sources.is_none() && self.num_spk.is_none() => s,
             Some(s) => {
@@ -511,13 +815,50 @@ impl RawConfig {
                     n_out
                 )));
             }
-            None => default_sources(n_out),
+            None => default_sources(n_out, mixit),
+        };
+        let sample_rate = self.sample_rate.unwrap_or(44_100);
+        let n_fft = self.n_fft.or(self.stft_size).unwrap_or(2048);
+        // MERL's band-split recipes use a quarter-window hop.
+        let default_hop = if flavour == Some(BsFlavour::Merl) {
+            n_fft / 4
+        } else {
+            512
+        };
+        let arch = match flavour {
+            None => Arch::Conv,
+            Some(flavour) => Arch::BandSplit(BandSplit {
+                flavour,
+                masking: self.masking.unwrap_or(true),
+                bands: match flavour {
+                    BsFlavour::Merl => merl_band_table(n_fft, sample_rate),
+                    BsFlavour::Mixit => MIXIT_BANDS.to_vec(),
+                },
+            }),
+        };
+        let audio_channels = self
+            .audio_channels
+            .or(self.num_chan)
+            .or(self.stereo.map(|s| if s { 2 } else { 1 }))
+            .unwrap_or(1);
+        let pipeline = match (self.css_segment_size, self.css_shift_size) {
+            (Some(segment_seconds), shift) => Pipeline::Css(CssParams {
+                segment_seconds,
+                shift_seconds: shift.unwrap_or(segment_seconds),
+                normalize_mixture: self.normalize_mixture.unwrap_or(true),
+                scaling: self.scaling.unwrap_or(false),
+            }),
+            (None, _) => Pipeline::OverlapAdd,
+        };
+        let segment_seconds = match pipeline {
+            Pipeline::Css(css) => self.segment_seconds.unwrap_or(css.segment_seconds),
+            Pipeline::OverlapAdd => self.segment_seconds.unwrap_or(3.0),
         };
         let cfg = ModelConfig {
             name: name.to_string(),
-            sample_rate: self.sample_rate.unwrap_or(44_100),
-            n_fft: self.n_fft.unwrap_or(2048),
-            hop_length: self.hop_length.unwrap_or(512),
+            sample_rate,
+            n_fft,
+            hop_length: self.hop_length.unwrap_or(default_hop),
             sources,
             n_layers: self.n_layers.unwrap_or(6),
             emb_dim: self.emb_dim.unwrap_or(128),
@@ -530,10 +871,16 @@ impl RawConfig {
             tf_order: self.tf_order.unwrap_or(TfOrder::FreqTime),
             eps: self.eps.unwrap_or(1e-5),
             dropout: self.dropout.unwrap_or(0.0),
-            pos_enc: self.pos_enc.unwrap_or(PosEnc::Rope),
-            audio_channels: self.audio_channels.unwrap_or(1),
+            // mixit-mss's BS-Locoformer has no positional encoding.
+            pos_enc: self
+                .pos_enc
+                .unwrap_or(if mixit { PosEnc::Nope } else { PosEnc::Rope }),
+            audio_channels,
             input_norm: self.input_norm.unwrap_or(InputNorm::None),
-            segment_seconds: self.segment_seconds.unwrap_or(3.0),
+            segment_seconds,
+            norm_type,
+            arch,
+            pipeline,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -589,15 +936,21 @@ pub struct Preset {
 
 /// The presets compiled into the binary (`configs/*.toml`), in display order.
 pub const BUILTIN_PRESETS: &[(&str, &str)] = &[
-    ("demo", include_str!("../../configs/demo.toml")),
-    ("small", include_str!("../../configs/small.toml")),
-    ("ultra-safe", include_str!("../../configs/ultra-safe.toml")),
+    ("demo", include_str!("../../../configs/demo.toml")),
+    ("small", include_str!("../../../configs/small.toml")),
+    (
+        "ultra-safe",
+        include_str!("../../../configs/ultra-safe.toml"),
+    ),
     (
         "memory-optimized",
-        include_str!("../../configs/memory-optimized.toml"),
+        include_str!("../../../configs/memory-optimized.toml"),
     ),
-    ("balanced", include_str!("../../configs/balanced.toml")),
-    ("xlarge", include_str!("../../configs/xlarge.toml")),
+    ("balanced", include_str!("../../../configs/balanced.toml")),
+    ("xlarge", include_str!("../../../configs/xlarge.toml")),
+    ("bs-small", include_str!("../../../configs/bs-small.toml")),
+    ("bs-medium", include_str!("../../../configs/bs-medium.toml")),
+    ("bs-large", include_str!("../../../configs/bs-large.toml")),
 ];
 
 /// All built-in presets, parsed. A preset file that fails to parse is a build bug, caught by
@@ -705,6 +1058,33 @@ mod tests {
     }
 
     #[test]
+    fn band_split_presets_and_fixture_configs_resolve() {
+        let small = preset("bs-small").unwrap().config;
+        assert_eq!(small.freq_len(), 62);
+        assert_eq!(small.audio_channels, 2);
+        assert_eq!(small.sources, vec!["bass", "drums", "vocals", "other"]);
+        assert!(matches!(small.pipeline, Pipeline::Css(c) if c.segment_seconds == 12.0));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bslocoformer");
+        let mono = ModelConfig::from_file(&root.join("bs-mono-mask/config.json")).unwrap();
+        let bs = mono.band_split().expect("stft_size makes it a BS model");
+        assert_eq!(
+            (bs.flavour, bs.masking, bs.bands.len()),
+            (BsFlavour::Merl, true, 62)
+        );
+        assert_eq!(
+            (mono.n_fft, mono.hop_length, mono.audio_channels),
+            (2048, 512, 1)
+        );
+        let st = ModelConfig::from_file(&root.join("bs-stereo-map/config.json")).unwrap();
+        assert_eq!(st.audio_channels, 2);
+        assert!(!st.band_split().unwrap().masking);
+        let mixit = ModelConfig::from_file(&root.join("mixit-small/merged_config.yaml")).unwrap();
+        assert_eq!(mixit.name, "mixit-small");
+        assert_eq!(mixit.pos_enc, PosEnc::Nope);
+        assert_eq!(mixit.conv1d_kernel, 8);
+    }
+
+    #[test]
     fn reference_json_round_trips() {
         for p in builtin_presets() {
             let back = ModelConfig::from_json_str(&p.config.to_reference_json(), &p.name).unwrap();
@@ -717,8 +1097,25 @@ mod tests {
         let err =
             ModelConfig::from_json_str(r#"{"emb_dim": 30, "num_groups": 4}"#, "x").unwrap_err();
         assert!(err.to_string().contains("multiple of num_groups"), "{err}");
-        let err = ModelConfig::from_json_str(r#"{"norm_type": "layernorm"}"#, "x").unwrap_err();
-        assert!(err.to_string().contains("layernorm"), "{err}");
+        let err = ModelConfig::from_json_str(r#"{"norm_type": "batchnorm"}"#, "x").unwrap_err();
+        assert!(err.to_string().contains("batchnorm"), "{err}");
+        let ln = ModelConfig::from_json_str(r#"{"norm_type": "layernorm"}"#, "x").unwrap();
+        assert_eq!(ln.norm_type, NormType::LayerNorm);
+        // Numbers without bounds are refused with the value and its range.
+        for (json, what) in [
+            (r#"{"n_sources": 1000000000}"#, "1..=64"),
+            (r#"{"eps": -1}"#, "eps"),
+            (r#"{"n_layers": 1000000}"#, "n_layers"),
+            (r#"{"emb_dim": 0, "num_groups": 1}"#, "emb_dim"),
+            (r#"{"hop_length": 1}"#, "hop_length"),
+            (r#"{"n_fft": 1073741824}"#, "n_fft"),
+            (r#"{"sample_rate": 4294967295}"#, "sample_rate"),
+        ] {
+            let err = ModelConfig::from_json_str(json, "x")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(what), "{json}: {err}");
+        }
         let err = preset("nope").unwrap_err();
         assert!(err.to_string().contains("small"), "{err}");
     }
