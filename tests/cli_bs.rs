@@ -46,7 +46,8 @@ fn separate_with_a_published_folder_matches_the_reference_stems() {
             .fold(0f32, |a, v| a.max(v.abs()))
             .max(1.0);
     for (si, stem) in ["bass", "drums", "vocals", "other"].iter().enumerate() {
-        let path = tmp.path().join("mixture").join(format!("{stem}.wav"));
+        // `mixture.wav` files are named after their folder (the MUSDB layout).
+        let path = tmp.path().join("mixit-small").join(format!("{stem}.wav"));
         let mut r = hound::WavReader::open(&path).unwrap();
         assert_eq!(r.spec().channels as usize, m);
         let got: Vec<f32> = r.samples::<f32>().map(|s| s.unwrap()).collect();

@@ -13,33 +13,59 @@
 //! The RNG is seeded (`LOCOSEP_FUZZ_SEED`, default 1), so a run is reproducible.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Largest single allocation seen since the last reset.
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Largest single allocation of this thread since the last reset. Per thread, so that
+    /// targets fuzzed in parallel (the test harness runs two at a time) do not see each
+    /// other's allocations. Const-initialised without a destructor: reading it never
+    /// allocates, so it is safe inside the allocator.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread is running fuzz cases (their expected panics are not printed).
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
 
-/// The system allocator, recording the largest request.
+fn record(size: usize) {
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+/// The system allocator, recording the largest request per thread.
 struct Recording;
 
 // SAFETY: forwards to `System` unchanged; only records sizes.
 unsafe impl GlobalAlloc for Recording {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        record(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        record(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
+}
+
+/// One process-wide panic hook, installed once: silent on threads that are fuzzing, the
+/// default report everywhere else (other tests of this binary keep their messages).
+fn install_quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info);
+            }
+        }));
+    });
 }
 
 #[global_allocator]
@@ -145,8 +171,8 @@ fn fuzz(kind: &str, target: impl Fn(&[u8], &str)) {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-failures");
     // Seeds themselves first, unmutated.
     let mut first = seeds.iter().map(|(n, d)| (n.clone(), d.clone()));
-    let prev_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    install_quiet_hook();
+    QUIET.with(|q| q.set(true));
     while start.elapsed().as_secs_f64() < seconds || cases < seeds.len() {
         let (name, input) = match first.next() {
             Some(s) => s,
@@ -161,11 +187,11 @@ fn fuzz(kind: &str, target: impl Fn(&[u8], &str)) {
             }
         };
         cases += 1;
-        LARGEST.store(0, Ordering::Relaxed);
+        LARGEST.with(|l| l.set(0));
         let t0 = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| target(&input, &name)));
         let took = t0.elapsed();
-        let largest = LARGEST.load(Ordering::Relaxed);
+        let largest = LARGEST.with(Cell::get);
         let problem = match outcome {
             Err(_) => Some("panicked".to_string()),
             Ok(()) if took > MAX_CASE => Some(format!("took {:.1} s", took.as_secs_f64())),
@@ -179,7 +205,7 @@ fn fuzz(kind: &str, target: impl Fn(&[u8], &str)) {
             failures.push(format!("{p} (input saved as {})", file.display()));
         }
     }
-    std::panic::set_hook(prev_hook);
+    QUIET.with(|q| q.set(false));
     eprintln!(
         "fuzz {kind}: {cases} cases in {:.1} s, {} failure(s)",
         start.elapsed().as_secs_f64(),

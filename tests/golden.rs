@@ -268,23 +268,24 @@ fn whole_model_forward_and_backward_kernels_match_reference() {
 #[test]
 fn gpu_failure_retries_smaller_then_falls_back_to_the_cpu() {
     use locosep::engine::device::{DeviceChoice, resolve};
-    use locosep::engine::separator::{CancelToken, INJECT_GPU_FAILURE, SeparateParams, Separator};
+    use locosep::engine::separator::{CancelToken, SeparateParams, Separator};
     let dir = fixtures().join("mss-tiny");
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let sd = load_state_dict(dir.join("weights.safetensors")).unwrap();
     let gpu = resolve(DeviceChoice::Gpu).expect("a wgpu adapter (lavapipe in CI)");
     assert!(gpu.is_wgpu);
-    let sep = Separator::new(cfg.clone(), &sd, gpu).unwrap();
     let n = 30_000;
     let tone: Vec<f32> = (0..n).map(|i| 0.3 * (i as f32 * 0.031).sin()).collect();
     let audio = locosep::audio::AudioBuffer::new(44_100, vec![tone]).unwrap();
     let params = SeparateParams::default();
-    let cpu = Separator::new(cfg, &sd, resolve(DeviceChoice::Cpu).unwrap()).unwrap();
+    let cpu = Separator::new(cfg.clone(), &sd, resolve(DeviceChoice::Cpu).unwrap()).unwrap();
     let want = cpu
         .separate(&audio, &params, &CancelToken::new(), &mut |_| {})
         .unwrap();
     for failures in [1, 2] {
-        INJECT_GPU_FAILURE.store(failures, std::sync::atomic::Ordering::SeqCst);
+        let sep = Separator::new(cfg.clone(), &sd, gpu.clone())
+            .unwrap()
+            .with_simulated_gpu_failures(failures);
         let mut warnings = Vec::new();
         let stems = sep
             .separate_or_cpu(
@@ -314,9 +315,10 @@ fn gpu_failure_retries_smaller_then_falls_back_to_the_cpu() {
                 "result after {failures} failure(s) differs from a CPU run by {diff}"
             );
         }
+        assert_eq!(
+            sep.simulated_gpu_failures_left(),
+            0,
+            "every failure was hit"
+        );
     }
-    assert_eq!(
-        INJECT_GPU_FAILURE.load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
 }

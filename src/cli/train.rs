@@ -110,14 +110,33 @@ fn model_config(preset_name: &Option<String>, config: &Option<PathBuf>) -> Resul
     })
 }
 
+/// The architecture and the starting weights: `--from` may be a model folder (a downloaded
+/// `<name>/` with `merged_config.yaml` and `checkpoints/model.pth`, or a run's `best/`), whose
+/// config is used when neither `--preset` nor `--config` is given.
+fn model_and_start(a: &TrainArgs) -> Result<(ModelConfig, Option<PathBuf>)> {
+    match &a.from {
+        Some(dir) if dir.is_dir() => {
+            let files =
+                crate::model::folder::find_model_files(dir).map_err(|e| anyhow::anyhow!(e))?;
+            let cfg = if a.preset.is_none() && a.config.is_none() {
+                ModelConfig::from_file(&files.config)?
+            } else {
+                model_config(&a.preset, &a.config)?
+            };
+            Ok((cfg, Some(files.weights)))
+        }
+        from => Ok((model_config(&a.preset, &a.config)?, from.clone())),
+    }
+}
+
 /// Runs `train`.
 pub fn run_train(a: TrainArgs) -> Result<()> {
-    let model_cfg = model_config(&a.preset, &a.config)?;
+    let (model_cfg, from) = model_and_start(&a)?;
     let cfg = TrainConfig {
         data: a.data,
         valid: a.valid,
         out: a.out.clone(),
-        from: a.from,
+        from,
         steps: a.steps,
         batch: a.batch,
         accumulate: a.accumulate,

@@ -142,14 +142,6 @@ pub struct Stems {
     pub audio: Vec<AudioBuffer>,
 }
 
-/// Test hook: while > 0, each forward pass on a wgpu device decrements it and panics as the
-/// GPU backend does on an allocation failure or a lost adapter. Lets tests exercise
-/// [`Separator::with_fallback`] without a faulty GPU (1: the smaller-plan GPU retry succeeds;
-/// 2: the CPU takes over).
-#[doc(hidden)]
-pub static INJECT_GPU_FAILURE: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0);
-
 /// A loaded model on a device, ready to separate songs.
 #[derive(Debug)]
 pub struct Separator {
@@ -158,6 +150,9 @@ pub struct Separator {
     device: ResolvedDevice,
     stft: Stft,
     opts: ForwardOptions,
+    /// GPU failures still to simulate (see [`Separator::with_simulated_gpu_failures`]); shared
+    /// with the smaller-plan retry of [`Separator::with_fallback`]. 0 in normal use.
+    simulated_failures: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Separator {
@@ -186,7 +181,23 @@ impl Separator {
             device,
             stft,
             opts,
+            simulated_failures: Arc::default(),
         })
+    }
+
+    /// This separator, made to fail its next `n` forward passes on a wgpu device the way the
+    /// GPU backend does on an allocation failure or a lost adapter (a panic), so that
+    /// [`with_fallback`](Self::with_fallback) can be exercised without a faulty GPU (1: the
+    /// smaller-plan GPU retry succeeds; 2: the CPU takes over). The count belongs to this
+    /// separator alone.
+    pub fn with_simulated_gpu_failures(self, n: usize) -> Self {
+        self.simulated_failures.store(n, Ordering::SeqCst);
+        self
+    }
+
+    /// Simulated GPU failures not yet consumed.
+    pub fn simulated_gpu_failures_left(&self) -> usize {
+        self.simulated_failures.load(Ordering::SeqCst)
     }
 
     /// The model's configuration.
@@ -278,11 +289,12 @@ impl Separator {
             &self.device.device,
         );
         if self.device.is_wgpu
-            && INJECT_GPU_FAILURE
+            && self
+                .simulated_failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
         {
-            panic!("injected GPU failure: out of device memory (test hook)");
+            panic!("simulated GPU failure: out of device memory");
         }
         let y = self.net.forward(x, self.opts);
         let y: Vec<f32> = y
@@ -380,6 +392,7 @@ impl Separator {
                     max_chunk_bytes: Some(smaller),
                     ..self.opts
                 },
+                simulated_failures: self.simulated_failures.clone(),
             };
             match gpu_attempt(&retry, cancel, job) {
                 Ok(out) => return out,

@@ -72,7 +72,7 @@ pub fn folder(title: &str) -> Picked<PathBuf> {
 /// A checkpoint file.
 pub fn checkpoint() -> Picked<PathBuf> {
     Ok(dialog("Choose a checkpoint")?
-        .add_filter("checkpoint", &["safetensors", "pth", "pt"])
+        .add_filter("checkpoint", &["safetensors", "pth", "pt", "ckpt"])
         .pick_file())
 }
 
