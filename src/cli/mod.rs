@@ -255,13 +255,13 @@ fn separate(args: SeparateArgs) -> Result<()> {
             cancel.cancel();
         });
     }
-    if let Ok(n) = crate::audio::encode::clean_temp_files(&args.out) {
-        if n > 0 {
-            eprintln!(
-                "removed {n} leftover temporary file(s) from an interrupted run in {}",
-                args.out.display()
-            );
-        }
+    if let Ok(n) = crate::audio::encode::clean_temp_files(&args.out)
+        && n > 0
+    {
+        eprintln!(
+            "removed {n} leftover temporary file(s) from an interrupted run in {}",
+            args.out.display()
+        );
     }
     let mut failures = 0;
     for (file, name) in args.files.iter().zip(&names) {

@@ -76,10 +76,10 @@ pub fn track_name(input: &Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "track".into());
     // A MUSDB-style `<track>/mixture.wav` is named after its folder.
-    if stem.eq_ignore_ascii_case("mixture") {
-        if let Some(dir) = input.parent().and_then(|p| p.file_name()) {
-            stem = dir.to_string_lossy().into_owned();
-        }
+    if stem.eq_ignore_ascii_case("mixture")
+        && let Some(dir) = input.parent().and_then(|p| p.file_name())
+    {
+        stem = dir.to_string_lossy().into_owned();
     }
     let name: String = stem
         .chars()
