@@ -980,6 +980,38 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_samples_become_zero_and_are_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("naninf.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&p, spec).unwrap();
+        let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        for i in 0..1000 {
+            let (l, r) = if i % 100 == 7 && i / 100 < 3 {
+                (bad[i / 100], 0.25)
+            } else {
+                (0.5, -0.5)
+            };
+            w.write_sample(l).unwrap();
+            w.write_sample(r).unwrap();
+        }
+        w.finalize().unwrap();
+        let (buf, stats) = decode_file_with_stats(&p, &DecodeOptions::default()).unwrap();
+        assert_eq!(stats.nonfinite_samples, 3);
+        assert!(buf.channels.iter().flatten().all(|v| v.is_finite()));
+        assert_eq!(buf.channels[0][7], 0.0);
+        assert_eq!(buf.channels[0][107], 0.0);
+        assert_eq!(buf.channels[0][207], 0.0);
+        assert_eq!(buf.channels[1][7], 0.25);
+        assert_eq!(buf.channels[0][8], 0.5);
+    }
+
+    #[test]
     fn zero_byte_file_is_empty_error() {
         let d = tempfile::tempdir().unwrap();
         let p = write_file(d.path(), "empty.wav", b"");
