@@ -13,6 +13,10 @@
 //! * Anything else is fatal. Symphonia is additionally wrapped in `catch_unwind`, so a panic
 //!   inside a decoder on malicious input becomes [`AudioError::Corrupt`] instead of a crash.
 //!
+//! * A sample that is not a finite number (NaN or ±infinity, possible in float WAV/CAF files)
+//!   becomes 0 and is counted in [`DecodeStats::nonfinite_samples`]; one such sample would
+//!   otherwise turn every stem into NaN.
+//!
 //! # Gapless / encoder delay
 //! * MP3 (LAME/Xing info tag) and OGG/Vorbis: symphonia trims encoder delay and padding itself
 //!   (`AudioDecoderOptions::gapless`, on by default).
@@ -91,6 +95,8 @@ pub struct DecodeStats {
     pub source_channels: usize,
     /// Leading frames dropped because of encoder delay (M4A edit list); 0 otherwise.
     pub trimmed_start: u64,
+    /// Samples (over all source channels) that were NaN or ±infinity and were replaced by 0.
+    pub nonfinite_samples: u64,
 }
 
 /// Decodes a whole audio file into a planar `f32` buffer, keeping every channel (mono stays mono,
@@ -624,7 +630,14 @@ impl StreamDecoder {
             if lo == hi {
                 continue;
             }
-            let planes: Vec<Vec<f32>> = self.scratch.iter().map(|p| p[lo..hi].to_vec()).collect();
+            let mut planes: Vec<Vec<f32>> =
+                self.scratch.iter().map(|p| p[lo..hi].to_vec()).collect();
+            for v in planes.iter_mut().flatten() {
+                if !v.is_finite() {
+                    *v = 0.0;
+                    self.stats.nonfinite_samples += 1;
+                }
+            }
             *block = if planes.len() > 2 {
                 downmix_to_stereo(planes, &self.track)
             } else {
@@ -964,6 +977,38 @@ mod tests {
         let mut f = File::create(&p).unwrap();
         f.write_all(bytes).unwrap();
         p
+    }
+
+    #[test]
+    fn non_finite_samples_become_zero_and_are_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("naninf.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&p, spec).unwrap();
+        let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        for i in 0..1000 {
+            let (l, r) = if i % 100 == 7 && i / 100 < 3 {
+                (bad[i / 100], 0.25)
+            } else {
+                (0.5, -0.5)
+            };
+            w.write_sample(l).unwrap();
+            w.write_sample(r).unwrap();
+        }
+        w.finalize().unwrap();
+        let (buf, stats) = decode_file_with_stats(&p, &DecodeOptions::default()).unwrap();
+        assert_eq!(stats.nonfinite_samples, 3);
+        assert!(buf.channels.iter().flatten().all(|v| v.is_finite()));
+        assert_eq!(buf.channels[0][7], 0.0);
+        assert_eq!(buf.channels[0][107], 0.0);
+        assert_eq!(buf.channels[0][207], 0.0);
+        assert_eq!(buf.channels[1][7], 0.25);
+        assert_eq!(buf.channels[0][8], 0.5);
     }
 
     #[test]

@@ -240,7 +240,9 @@ impl AudioFileWriter {
         &self.path
     }
 
-    /// Appends one block: one slice per channel, all of the same length.
+    /// Appends one block: one slice per channel, all of the same length. A block holding NaN
+    /// or infinite samples is refused ([`AudioError::NonFinite`]); the writer should then be
+    /// dropped, which removes the temporary file.
     pub fn write<S: AsRef<[f32]>>(&mut self, block: &[S]) -> Result<(), AudioError> {
         let n = block.first().map_or(0, |c| c.as_ref().len());
         if block.len() != self.channels || block.iter().any(|c| c.as_ref().len() != n) {
@@ -251,6 +253,14 @@ impl AudioFileWriter {
             )));
         }
         let path = self.path.clone();
+        // A NaN stem is an error, never a file (16-bit output would hide it as silence).
+        let count: usize = block
+            .iter()
+            .map(|c| c.as_ref().iter().filter(|v| !v.is_finite()).count())
+            .sum();
+        if count > 0 {
+            return Err(AudioError::NonFinite { path, count });
+        }
         match self.inner.as_mut() {
             Some(Inner::Wav { w, fmt, .. }) => {
                 // A RIFF file counts its data bytes in 32 bits: refuse before hound's counter
@@ -681,6 +691,30 @@ pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Deletes the temporary files (see [`is_temp_file`]) directly inside `dir` that this process
+/// is writing — for a process about to exit mid-write (a second Ctrl-C). Returns how many were
+/// removed; a missing directory counts as 0.
+pub fn remove_own_temp_files(dir: &Path) -> io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let me = std::process::id();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if is_temp_file(&p)
+            && temp_owner(&p) == Some(me)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && fs::remove_file(&p).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,6 +816,50 @@ mod tests {
         // Zero-length output must not panic (either a valid empty file or a clean error).
         let _ = write_audio(&d.path().join("z.flac"), &z, SampleFormat::Flac, false);
         write_audio(&d.path().join("z.wav"), &z, SampleFormat::Wav16, false).unwrap();
+    }
+
+    #[test]
+    fn own_temp_files_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join(format!(
+            ".vocals.wav.{}-0-1{TEMP_SUFFIX}",
+            std::process::id()
+        ));
+        let other = dir.path().join(format!(".drums.wav.0-3-9{TEMP_SUFFIX}"));
+        let keep = dir.path().join("bass.wav");
+        for p in [&own, &other, &keep] {
+            fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_own_temp_files(dir.path()).unwrap(), 1);
+        assert!(!own.exists() && other.exists() && keep.exists());
+        assert_eq!(
+            remove_own_temp_files(&dir.path().join("missing")).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn non_finite_audio_is_an_error_never_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        for fmt in [SampleFormat::Wav16, SampleFormat::F32, SampleFormat::Flac] {
+            let p = d.path().join(format!("vocals-{fmt:?}.{}", fmt.extension()));
+            // An existing file is kept as it is, even with overwrite.
+            fs::write(&p, b"old").unwrap();
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut buf = test_buf(44_100, 2, 1000);
+                buf.channels[1][500] = bad;
+                buf.channels[0][7] = bad;
+                let e = write_audio(&p, &buf, fmt, true).unwrap_err();
+                assert!(
+                    matches!(e, AudioError::NonFinite { count: 2, .. }),
+                    "{fmt:?} {bad}: {e:?}"
+                );
+                assert!(e.to_string().contains("vocals"), "{e}");
+            }
+            assert_eq!(fs::read(&p).unwrap(), b"old");
+        }
+        // No temp files left.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3);
     }
 
     #[test]

@@ -188,6 +188,18 @@ pub enum AudioError {
         /// Human-readable detail.
         detail: String,
     },
+    /// The audio to be written holds NaN or infinite samples; nothing was written.
+    #[error(
+        "refusing to write '{}': the audio contains {count} sample(s) that are not finite \
+         numbers (NaN or infinity), which the model or its settings produced; no file was written",
+        path.display()
+    )]
+    NonFinite {
+        /// Destination file.
+        path: PathBuf,
+        /// Non-finite samples in the refused block.
+        count: usize,
+    },
     /// Resampling failed.
     #[error("resampling failed: {0}")]
     Resample(String),
@@ -209,7 +221,8 @@ impl AudioError {
             | AudioError::TooLarge { path, .. }
             | AudioError::Exists { path }
             | AudioError::Write { path, .. }
-            | AudioError::Encode { path, .. } => Some(path),
+            | AudioError::Encode { path, .. }
+            | AudioError::NonFinite { path, .. } => Some(path),
             AudioError::Resample(_) | AudioError::InvalidBuffer(_) => None,
         }
     }

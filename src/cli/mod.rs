@@ -10,8 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::audio::decode::DecodeOptions;
 use crate::audio::encode::SampleFormat;
 use crate::engine::device::{DeviceChoice, resolve};
-use crate::engine::export::{ExportOptions, track_name, validate_stems};
-use crate::engine::stream::separate_file;
+use crate::engine::export::{ExportOptions, track_name, unique_track_names, validate_stems};
+use crate::engine::stream::separate_file_as;
 use crate::engine::{CancelToken, SeparateParams, Separator};
 use crate::model::config::{ModelConfig, builtin_presets, preset};
 use crate::model::state_dict::{StateDict, load_state_dict};
@@ -206,6 +206,15 @@ fn bar(len: u64, prefix: String) -> ProgressBar {
 }
 
 fn separate(args: SeparateArgs) -> Result<()> {
+    let export = ExportOptions {
+        out_dir: args.out.clone(),
+        template: args.template.clone(),
+        format: args.format,
+        stems: args.stems.clone(),
+        overwrite: args.overwrite,
+    };
+    // Settings that need no model are refused before it loads.
+    export.validate_template()?;
     let sep = build_separator(&args.model)?;
     let cfg = sep.config().clone();
     if let Some(list) = &args.stems {
@@ -220,41 +229,68 @@ fn separate(args: SeparateArgs) -> Result<()> {
         ..Default::default()
     };
     params.validate(&cfg)?;
-    let export = ExportOptions {
-        out_dir: args.out.clone(),
-        template: args.template.clone(),
-        format: args.format,
-        stems: args.stems.clone(),
-        overwrite: args.overwrite,
-    };
-    // Refuse before any work if a target exists.
-    for file in &args.files {
-        export.check_targets(&export.targets(&track_name(file), &cfg.sources)?)?;
+    // One track name per input, distinct; then refuse before any work if a target exists or
+    // two inputs would write the same file.
+    let names = unique_track_names(&args.files);
+    let mut claimed: std::collections::HashMap<PathBuf, &Path> = std::collections::HashMap::new();
+    for (file, name) in args.files.iter().zip(&names) {
+        if *name != track_name(file) {
+            eprintln!(
+                "note: another input is also named `{}`; the stems of {} go to track `{name}`",
+                track_name(file),
+                file.display()
+            );
+        }
+        let targets = export.targets(name, &cfg.sources)?;
+        export.check_targets(&targets)?;
+        for (_, path) in targets {
+            if let Some(other) = claimed.insert(path.clone(), file.as_path()) {
+                bail!(
+                    "{} and {} would both be written to {} (the template `{}` has no {{track}}); \
+                     add {{track}} to --template or separate them one at a time",
+                    other.display(),
+                    file.display(),
+                    path.display(),
+                    export.template
+                );
+            }
+        }
     }
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
-        // A second Ctrl-C while stopping falls through to the default (the process ends;
-        // files are only ever renamed into place complete, so nothing partial remains).
+        // The folders this run writes temp files in.
+        let mut dirs: Vec<PathBuf> = claimed
+            .keys()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        // Ctrl-C, SIGTERM or SIGHUP: stop after the current chunk. A second one ends the
+        // process at once, after removing this run's temp files (files are only ever renamed
+        // into place complete, so nothing partial remains under a final name).
         let _ = ctrlc::set_handler(move || {
             if cancel.is_cancelled() {
+                for d in &dirs {
+                    let _ = crate::audio::encode::remove_own_temp_files(d);
+                }
                 std::process::exit(130);
             }
             eprintln!("\nstopping after the current chunk…");
             cancel.cancel();
         });
     }
-    if let Ok(n) = crate::audio::encode::clean_temp_files(&args.out) {
-        if n > 0 {
-            eprintln!(
-                "removed {n} leftover temporary file(s) from an interrupted run in {}",
-                args.out.display()
-            );
-        }
+    if let Ok(n) = crate::audio::encode::clean_temp_files(&args.out)
+        && n > 0
+    {
+        eprintln!(
+            "removed {n} leftover temporary file(s) from an interrupted run in {}",
+            args.out.display()
+        );
     }
     let mut failures = 0;
-    for file in &args.files {
-        match separate_one(&sep, file, &params, &export, &cancel, args.downmix) {
+    for (file, name) in args.files.iter().zip(&names) {
+        match separate_one(&sep, file, name, &params, &export, &cancel, args.downmix) {
             Ok(paths) => {
                 for p in paths {
                     println!("{}", p.display());
@@ -279,6 +315,7 @@ fn separate(args: SeparateArgs) -> Result<()> {
 fn separate_one(
     sep: &Separator,
     file: &Path,
+    track: &str,
     params: &SeparateParams,
     export: &ExportOptions,
     cancel: &CancelToken,
@@ -289,20 +326,37 @@ fn separate_one(
         downmix,
         ..Default::default()
     };
-    let pb = bar(1, track_name(file));
-    pb.set_message(format!("{} (reading)", track_name(file)));
+    let pb = bar(1, track.to_string());
+    pb.set_message(format!("{track} (reading)"));
     let report = sep.with_fallback(
         cancel,
         &mut |_, w| pb.println(format!("warning: {w}")),
         &mut |sep| {
-            separate_file(sep, file, &decode, params, export, cancel, &mut |p| {
-                pb.set_message(track_name(file));
-                pb.set_length(p.total as u64);
-                pb.set_position(p.done as u64);
-            })
+            separate_file_as(
+                sep,
+                file,
+                track,
+                &decode,
+                params,
+                export,
+                cancel,
+                &mut |p| {
+                    pb.set_message(track.to_string());
+                    pb.set_length(p.total as u64);
+                    pb.set_position(p.done as u64);
+                },
+            )
         },
     )?;
     pb.finish_and_clear();
+    if report.nonfinite_samples > 0 {
+        eprintln!(
+            "warning: {}: {} sample(s) were not finite numbers (NaN or infinity) and were \
+             separated as silence (0)",
+            file.display(),
+            report.nonfinite_samples
+        );
+    }
     if report.skipped_packets > 0 {
         eprintln!(
             "warning: {}: {} damaged packet(s) could not be decoded and were skipped",

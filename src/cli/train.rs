@@ -71,9 +71,14 @@ pub struct TrainArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Continue the run in --out from its last checkpoint.
+    /// Continue the run in --out from its last checkpoint (an error if there is none).
     #[arg(long)]
     pub resume: bool,
+    /// Train into a non-empty --out that is not a locosep run (its best/, last/ and
+    /// step_NNNNNN/ may be replaced), and let this run replace an existing best/ even if it
+    /// validates worse.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Memory budget (e.g. 8GiB): report what the planner predicts for this run.
     #[arg(long)]
     pub budget: Option<String>,
@@ -147,6 +152,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         valid_every: a.valid_every,
         save_every: a.save_every,
         seed: a.seed,
+        overwrite: a.overwrite,
         loss: crate::train::loss::LossConfig {
             si_sdr_weight: a.si_sdr_weight,
             sdr_weight: a.sdr_weight,
@@ -154,6 +160,8 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         },
         ..Default::default()
     };
+    // Numbers first, before the planner sees them.
+    cfg.validate(&model_cfg)?;
     if let Some(b) = &a.budget {
         use crate::memory::planner::{BackendKind, Mode, fit, parse_bytes};
         let budget = parse_bytes(b)?;

@@ -30,14 +30,37 @@ pub struct FileReport {
     pub seconds: f64,
     /// Packets of the input that could not be decoded and were skipped (twice the same).
     pub skipped_packets: u64,
+    /// Input samples that were NaN or ±infinity and were separated as 0 (a front end warns).
+    pub nonfinite_samples: u64,
 }
 
-/// Separates `input` into the stems `export` asks for, streaming (see the module docs).
-/// `progress` is called per batch of chunks during the second pass. On a GPU the caller may
-/// wrap this in [`Separator::with_fallback`]: a failed attempt leaves no file behind.
+/// Separates `input` into the stems `export` asks for, streaming (see the module docs), under
+/// the track name [`track_name`] gives it. `progress` is called per batch of chunks during the
+/// second pass. On a GPU the caller may wrap this in [`Separator::with_fallback`]: a failed
+/// attempt leaves no file behind.
 pub fn separate_file(
     sep: &Separator,
     input: &Path,
+    decode: &DecodeOptions,
+    params: &SeparateParams,
+    export: &ExportOptions,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<FileReport, EngineError> {
+    let track = track_name(input);
+    separate_file_as(sep, input, &track, decode, params, export, cancel, progress)
+}
+
+/// [`separate_file`] under the track name `track` (e.g. one made unique among several inputs
+/// by [`unique_track_names`](super::export::unique_track_names)).
+///
+/// Input samples that are NaN or ±infinity are separated as 0 (counted in the report); a stem
+/// with a non-finite sample is an error, and no file of the song is written.
+#[allow(clippy::too_many_arguments)]
+pub fn separate_file_as(
+    sep: &Separator,
+    input: &Path,
+    track: &str,
     decode: &DecodeOptions,
     params: &SeparateParams,
     export: &ExportOptions,
@@ -63,9 +86,11 @@ pub fn separate_file(
         .sample_rate()
         .ok_or_else(|| EngineError::BadParameter("the input states no sample rate".into()))?;
     let skipped_packets = dec.stats().skipped_packets;
+    // The decoder has replaced them by 0 (and does so again in pass 2).
+    let nonfinite_samples = dec.stats().nonfinite_samples;
     drop(dec);
 
-    let targets = export.prepare(&track_name(input), &cfg.sources)?;
+    let targets = export.prepare(track, &cfg.sources)?;
     let mixes = targets
         .iter()
         .map(|(stem, _)| stem_sources(&cfg.sources, stem))
@@ -112,5 +137,6 @@ pub fn separate_file(
         written,
         seconds: frames as f64 / f64::from(rate),
         skipped_packets,
+        nonfinite_samples,
     })
 }

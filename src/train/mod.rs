@@ -7,6 +7,7 @@ pub mod curves;
 pub mod dataset;
 pub mod eval;
 pub mod loss;
+pub mod run_dir;
 pub mod spectral;
 pub mod trainer;
 pub mod worker;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::augment::{AugmentConfig, augment};
 use super::dataset::{Example, Track, scan, split_by_track};
 use super::loss::{LossConfig, SeparationLoss};
+use super::run_dir;
 use super::spectral::DiffIstft;
 use crate::dsp::stft::Stft;
 use crate::model::config::ModelConfig;
@@ -53,6 +54,23 @@ pub enum TrainError {
         context: String,
         /// Cause.
         source: std::io::Error,
+    },
+    /// The output folder cannot be used (not a run, nothing to resume, …).
+    #[error(transparent)]
+    Out(#[from] super::run_dir::OutError),
+    /// Writing a file of the run.
+    #[error(transparent)]
+    Write(#[from] crate::audio::AudioError),
+    /// The training diverged: a step's loss is not a finite number.
+    #[error(
+        "training diverged at step {step}: the loss is {loss}; no checkpoint of this step was \
+         written (try a lower --lr)"
+    )]
+    Diverged {
+        /// The step (1-based).
+        step: usize,
+        /// The loss.
+        loss: f32,
     },
     /// Invalid setting.
     #[error("{0}")]
@@ -118,6 +136,9 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     /// Loss weights.
     pub loss: LossConfig,
+    /// Train into a non-empty `out` that is not a locosep run, and let this run replace an
+    /// existing `best/` whatever its score (see [`super::run_dir`]).
+    pub overwrite: bool,
 }
 
 impl Default for TrainConfig {
@@ -147,7 +168,153 @@ impl Default for TrainConfig {
             seed: 0,
             augment: AugmentConfig::default(),
             loss: LossConfig::default(),
+            overwrite: false,
         }
+    }
+}
+
+/// Shortest training segment accepted (s).
+pub const MIN_SEGMENT_SECONDS: f64 = 0.05;
+/// Longest training segment accepted (s).
+pub const MAX_SEGMENT_SECONDS: f64 = 600.0;
+
+/// `Err` naming `what`, its allowed range and the value, unless `ok`.
+fn check(
+    ok: bool,
+    what: &str,
+    range: &str,
+    value: impl std::fmt::Display,
+) -> Result<(), TrainError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(TrainError::Invalid(format!(
+            "{what} must be {range}, got {value}"
+        )))
+    }
+}
+
+impl TrainConfig {
+    /// Checks every number of the run against its allowed range (for `model`), before any
+    /// work: the error names the setting, the range and the value.
+    pub fn validate(&self, model: &ModelConfig) -> Result<(), TrainError> {
+        let fin = |v: f64| v.is_finite();
+        check(self.steps >= 1, "--steps", "at least 1", self.steps)?;
+        check(self.batch >= 1, "--batch", "at least 1", self.batch)?;
+        check(
+            self.accumulate >= 1,
+            "--accumulate",
+            "at least 1",
+            self.accumulate,
+        )?;
+        check(
+            fin(self.lr) && self.lr > 0.0 && self.lr <= 1.0,
+            "the learning rate (--lr)",
+            "a number in (0, 1]",
+            self.lr,
+        )?;
+        let wd = f64::from(self.weight_decay);
+        check(
+            fin(wd) && (0.0..=1.0).contains(&wd),
+            "the weight decay",
+            "a number in [0, 1]",
+            wd,
+        )?;
+        let clip = f64::from(self.grad_clip);
+        check(
+            fin(clip) && clip >= 0.0,
+            "the gradient clip",
+            "a finite number ≥ 0 (0 = off)",
+            clip,
+        )?;
+        let eps = f64::from(self.adam_eps);
+        check(
+            fin(eps) && eps > 0.0 && eps < 1.0,
+            "the AdamW epsilon",
+            "a number in (0, 1)",
+            eps,
+        )?;
+        for (name, b) in [
+            ("AdamW beta 1", self.betas.0),
+            ("AdamW beta 2", self.betas.1),
+        ] {
+            let b = f64::from(b);
+            check(
+                fin(b) && (0.0..1.0).contains(&b),
+                name,
+                "a number in [0, 1)",
+                b,
+            )?;
+        }
+        // The segment must hold the model's STFT window and the spectral loss's largest one.
+        let rate = f64::from(model.sample_rate);
+        let window = self
+            .loss
+            .spectral_ffts
+            .iter()
+            .copied()
+            .chain([model.n_fft])
+            .max()
+            .unwrap_or(0);
+        let min_seg = MIN_SEGMENT_SECONDS.max((window + 1) as f64 / rate);
+        check(
+            fin(self.segment_seconds)
+                && self.segment_seconds >= min_seg
+                && self.segment_seconds <= MAX_SEGMENT_SECONDS,
+            "the training segment (--segment)",
+            &format!("between {min_seg:.3} and {MAX_SEGMENT_SECONDS} s"),
+            self.segment_seconds,
+        )?;
+        check(
+            fin(self.valid_seconds) && self.valid_seconds >= 0.0 && self.valid_seconds <= 3600.0,
+            "the validation length",
+            "between 0 and 3600 s",
+            self.valid_seconds,
+        )?;
+        check(
+            fin(self.plateau_factor) && self.plateau_factor > 0.0 && self.plateau_factor <= 1.0,
+            "the plateau factor",
+            "a number in (0, 1]",
+            self.plateau_factor,
+        )?;
+        let gain = f64::from(self.augment.gain_db);
+        check(
+            fin(gain) && (0.0..=40.0).contains(&gain),
+            "the augmentation gain",
+            "between 0 and 40 dB",
+            gain,
+        )?;
+        let l = &self.loss;
+        for (name, w) in [
+            ("--si-sdr-weight", l.si_sdr_weight),
+            ("--sdr-weight", l.sdr_weight),
+            ("the L1 loss weight", l.l1_weight),
+            ("the spectral loss weight", l.spectral_weight),
+        ] {
+            let w = f64::from(w);
+            check(
+                fin(w) && (0.0..=1000.0).contains(&w),
+                name,
+                "between 0 and 1000",
+                w,
+            )?;
+        }
+        let eps = f64::from(l.eps);
+        check(
+            fin(eps) && eps > 0.0 && eps < 1.0,
+            "the SI-SDR epsilon",
+            "a number in (0, 1)",
+            eps,
+        )?;
+        for &n in &l.spectral_ffts {
+            check(
+                (16..=16_384).contains(&n),
+                "a spectral loss FFT size",
+                "between 16 and 16384",
+                n,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -250,7 +417,9 @@ fn step_rng(seed: u64, step: usize, micro: usize) -> ChaCha8Rng {
 }
 
 /// Writes a checkpoint folder: `model.safetensors` (reference names), `config.json` (reference
-/// keyword arguments + our audio fields), `optimizer.bin`, `state.json`.
+/// keyword arguments + our audio fields), `optimizer.bin`, `state.json`. The files go to a fresh
+/// temporary sibling first, which then replaces `dir` atomically ([`run_dir::replace_dir`]): an
+/// interrupted save leaves the old checkpoint (or none), never a half-written one.
 fn save_checkpoint(
     dir: &Path,
     cfg: &ModelConfig,
@@ -258,22 +427,43 @@ fn save_checkpoint(
     optim: &ModuleOptimizer,
     state: &TrainState,
 ) -> Result<(), TrainError> {
-    let tmp = dir.with_extension("locosep-tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    let tmp = run_dir::temp_dir_for(dir)
+        .map_err(io(format!("creating a folder beside {}", dir.display())))?;
+    let written = write_checkpoint_files(&tmp, cfg, model, optim, state);
+    let moved = written.and_then(|()| {
+        run_dir::replace_dir(&tmp, dir).map_err(io(format!(
+            "moving the new checkpoint into {}",
+            dir.display()
+        )))
+    });
+    if moved.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    moved
+}
+
+fn write_checkpoint_files(
+    tmp: &Path,
+    cfg: &ModelConfig,
+    model: &TfLocoformer,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<(), TrainError> {
     let sd = to_state_dict(cfg, model);
     let mut meta = std::collections::HashMap::new();
     meta.insert("locosep_config".to_string(), cfg.to_reference_json());
     write_safetensors(tmp.join("model.safetensors"), &sd, Some(meta), true)?;
     std::fs::write(tmp.join("config.json"), cfg.to_reference_json())
         .map_err(io("writing config.json"))?;
-    optim
-        .save(tmp.join("optimizer.bin"))
-        .map_err(|e| TrainError::Invalid(format!("saving optimizer state: {e:?}")))?;
+    let opt_path = tmp.join("optimizer.bin");
+    optim.save(&opt_path).map_err(|e| {
+        TrainError::Invalid(format!(
+            "saving optimizer state {}: {e:?}",
+            opt_path.display()
+        ))
+    })?;
     let js = serde_json::to_string_pretty(state).map_err(|e| TrainError::Invalid(e.to_string()))?;
     std::fs::write(tmp.join("state.json"), js).map_err(io("writing state.json"))?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir).map_err(io(format!("renaming into {}", dir.display())))?;
     Ok(())
 }
 
@@ -355,17 +545,14 @@ pub fn train(
     stop: Arc<AtomicBool>,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainState, TrainError> {
-    if cfg.steps == 0 || cfg.batch == 0 || cfg.accumulate == 0 {
-        return Err(TrainError::Invalid(
-            "steps, batch and accumulate must be ≥ 1".into(),
-        ));
-    }
+    cfg.validate(model_cfg)?;
     if model_cfg.n_sources() != 4 {
         return Err(TrainError::Invalid(
             "training needs a 4-source model (vocals, drums, bass, other)".into(),
         ));
     }
-    std::fs::create_dir_all(&cfg.out).map_err(io(format!("creating {}", cfg.out.display())))?;
+    // The output folder: refused before any work if it is not ours to write into.
+    let folder = run_dir::check_out(&cfg.out, resume, cfg.overwrite)?;
     let rate = model_cfg.sample_rate;
     let tracks = scan(&cfg.data)?;
     let (train_tracks, valid_tracks) = match &cfg.valid {
@@ -385,11 +572,9 @@ pub fn train(
         augment: cfg.augment.clone(),
     };
     let device = Device::flex().autodiff();
-    // Weights: resume > --from > fresh.
+    // Weights: resume > --from > fresh (check_out made sure a resume has a checkpoint).
     let last = cfg.out.join("last");
-    let (sd, mut state): (StateDict, TrainState) = if resume
-        && last.join("model.safetensors").exists()
-    {
+    let (sd, mut state): (StateDict, TrainState) = if resume {
         let st: TrainState = serde_json::from_str(
             &std::fs::read_to_string(last.join("state.json")).map_err(io("reading state.json"))?,
         )
@@ -421,20 +606,45 @@ pub fn train(
         .with_weight_decay(cfg.weight_decay)
         .with_grad_clipping(clip)
         .init();
-    if resume && last.join("optimizer.bin").exists() {
-        optim = optim
-            .load(last.join("optimizer.bin"))
-            .map_err(|e| TrainError::Invalid(format!("loading optimizer state: {e:?}")))?;
+    if resume {
+        let opt_path = last.join("optimizer.bin");
+        optim = optim.load(&opt_path).map_err(|e| {
+            TrainError::Invalid(format!(
+                "loading optimizer state {}: {e:?}",
+                opt_path.display()
+            ))
+        })?;
         events(TrainEvent::Message(format!(
             "resumed at step {}",
             state.step
         )));
     }
-    std::fs::write(
-        cfg.out.join("train.json"),
-        serde_json::to_string_pretty(cfg).map_err(|e| TrainError::Invalid(e.to_string()))?,
-    )
-    .map_err(io("writing train.json"))?;
+    // Everything is checked: claim the folder (marker), clear what a killed run left.
+    run_dir::claim_out(&cfg.out).map_err(io(format!("preparing {}", cfg.out.display())))?;
+    let removed = run_dir::clean_leftovers(&cfg.out);
+    if removed > 0 {
+        events(TrainEvent::Message(format!(
+            "removed {removed} temporary folder(s) of an interrupted run in {}",
+            cfg.out.display()
+        )));
+    }
+    if folder.is_run && !resume {
+        events(TrainEvent::Message(format!(
+            "{} holds an earlier run: its last/ and step checkpoints are replaced as this run \
+             saves; best/ is kept unless this run validates better{}",
+            cfg.out.display(),
+            folder
+                .best_to_beat
+                .map(|b| format!(" than its {b:.2} dB"))
+                .unwrap_or_default()
+        )));
+    }
+    // The score an existing best/ must be beaten by (from the file, not this run's state).
+    let mut best_on_disk = folder.best_to_beat;
+    let js = serde_json::to_string_pretty(cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    crate::audio::encode::write_atomic(&cfg.out.join("train.json"), true, |f| {
+        std::io::Write::write_all(f, js.as_bytes())
+    })?;
     let stft = Stft::new(model_cfg.n_fft, model_cfg.hop_length)
         .map_err(|e| TrainError::Invalid(e.to_string()))?;
     let istft = DiffIstft::new(model_cfg.n_fft, model_cfg.hop_length, &device);
@@ -489,10 +699,17 @@ pub fn train(
             }
             acc.accumulate(&model, grads);
         }
+        let k = cfg.accumulate as f32;
+        if !(loss_sum / k).is_finite() {
+            // NaN weights would follow: stop before they are applied or saved.
+            return Err(TrainError::Diverged {
+                step: step + 1,
+                loss: loss_sum / k,
+            });
+        }
         let grads = acc.grads();
         model = optim.step(state.lr, model, grads);
         state.step += 1;
-        let k = cfg.accumulate as f32;
         let log = StepLog {
             step: state.step,
             loss: loss_sum / k,
@@ -513,7 +730,7 @@ pub fn train(
                 cfg.valid_seconds,
                 state.step,
             )?;
-            let improved = state.best_sdr.is_none_or(|b| v.mean_sdr > b);
+            let improved = v.mean_sdr.is_finite() && state.best_sdr.is_none_or(|b| v.mean_sdr > b);
             if improved {
                 state.best_sdr = Some(v.mean_sdr);
                 state.since_best = 0;
@@ -528,17 +745,26 @@ pub fn train(
                     )));
                 }
             }
+            let score = v.mean_sdr;
             state.valid.push(v.clone());
             events(TrainEvent::Valid(v));
             if improved {
-                save_checkpoint(&cfg.out.join("best"), model_cfg, &model, &optim, &state)?;
+                match best_on_disk {
+                    Some(b) if score <= b => events(TrainEvent::Message(format!(
+                        "validation mean SDR {score:.2} dB does not beat best/ ({b:.2} dB): best/ kept"
+                    ))),
+                    _ => {
+                        save_checkpoint(&cfg.out.join("best"), model_cfg, &model, &optim, &state)?;
+                        best_on_disk = Some(score);
+                    }
+                }
             }
         }
         if end || (cfg.save_every > 0 && state.step % cfg.save_every == 0) {
-            let dir = cfg.out.join(format!("step_{:06}", state.step));
+            let dir = cfg.out.join(run_dir::step_dir_name(state.step));
             save_checkpoint(&dir, model_cfg, &model, &optim, &state)?;
             save_checkpoint(&last, model_cfg, &model, &optim, &state)?;
-            prune(&cfg.out, cfg.keep_last);
+            run_dir::prune(&cfg.out, cfg.keep_last, state.step);
             events(TrainEvent::Saved(dir));
         }
         if stopping {
@@ -554,24 +780,6 @@ pub fn train(
         t0.elapsed().as_secs_f64()
     )));
     Ok(state)
-}
-
-fn prune(out: &Path, keep: usize) {
-    let Ok(rd) = std::fs::read_dir(out) else {
-        return;
-    };
-    let mut steps: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("step_"))
-        })
-        .collect();
-    steps.sort();
-    let excess = steps.len().saturating_sub(keep.max(1));
-    for p in steps.into_iter().take(excess) {
-        let _ = std::fs::remove_dir_all(p);
-    }
 }
 
 /// Validation: separate the middle `seconds` of each track with the current weights (on the
@@ -596,11 +804,127 @@ pub fn validate(
                 .unwrap_or(f64::NAN)
         })
         .collect();
-    let mean_sdr = sdr.iter().filter(|v| v.is_finite()).sum::<f64>()
-        / sdr.iter().filter(|v| v.is_finite()).count().max(1) as f64;
+    // NaN when no stem has a finite score (never a made-up 0 dB that could win best/).
+    let finite = sdr.iter().filter(|v| v.is_finite()).count();
+    let mean_sdr = if finite == 0 {
+        f64::NAN
+    } else {
+        sdr.iter().filter(|v| v.is_finite()).sum::<f64>() / finite as f64
+    };
     Ok(ValidLog {
         step,
         sdr,
         mean_sdr,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::preset;
+
+    #[test]
+    fn validate_names_the_setting_the_range_and_the_value() {
+        let model = preset("demo").unwrap().config;
+        TrainConfig::default().validate(&model).unwrap();
+        let cases: Vec<(TrainConfig, &[&str])> = vec![
+            (
+                TrainConfig {
+                    lr: f64::NAN,
+                    ..Default::default()
+                },
+                &["--lr", "NaN", "(0, 1]"],
+            ),
+            (
+                TrainConfig {
+                    lr: -1.0,
+                    ..Default::default()
+                },
+                &["--lr", "-1"],
+            ),
+            (
+                TrainConfig {
+                    lr: f64::INFINITY,
+                    ..Default::default()
+                },
+                &["--lr", "inf"],
+            ),
+            (
+                TrainConfig {
+                    weight_decay: -0.1,
+                    ..Default::default()
+                },
+                &["weight decay", "[0, 1]"],
+            ),
+            (
+                TrainConfig {
+                    weight_decay: f32::NAN,
+                    ..Default::default()
+                },
+                &["weight decay", "NaN"],
+            ),
+            (
+                TrainConfig {
+                    grad_clip: -5.0,
+                    ..Default::default()
+                },
+                &["clip", "-5"],
+            ),
+            (
+                TrainConfig {
+                    grad_clip: f32::INFINITY,
+                    ..Default::default()
+                },
+                &["clip", "inf"],
+            ),
+            (
+                TrainConfig {
+                    segment_seconds: 0.01,
+                    ..Default::default()
+                },
+                &["--segment", "0.05"],
+            ),
+            (
+                TrainConfig {
+                    segment_seconds: -1.0,
+                    ..Default::default()
+                },
+                &["--segment", "-1"],
+            ),
+            (
+                TrainConfig {
+                    segment_seconds: 1e9,
+                    ..Default::default()
+                },
+                &["--segment", "600"],
+            ),
+            (
+                TrainConfig {
+                    steps: 0,
+                    ..Default::default()
+                },
+                &["--steps", "0"],
+            ),
+            (
+                TrainConfig {
+                    accumulate: 0,
+                    ..Default::default()
+                },
+                &["--accumulate"],
+            ),
+            (
+                TrainConfig {
+                    plateau_factor: 0.0,
+                    ..Default::default()
+                },
+                &["plateau"],
+            ),
+        ];
+        for (cfg, needles) in cases {
+            let e = cfg.validate(&model).unwrap_err().to_string();
+            for n in needles {
+                assert!(e.contains(n), "`{n}` missing from: {e}");
+            }
+        }
+    }
 }
