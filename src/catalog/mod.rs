@@ -1,0 +1,134 @@
+//! Known public checkpoints and the models installed on this machine.
+//!
+//! - [`entries`]: the catalog (TOML embedded in the binary, overridable by a user file).
+//! - [`store`]: the data folder; a model is installed only by renaming a complete, verified
+//!   staging folder into `models/<name>`.
+//! - [`download`]: resumable (HTTP Range), verified (sha256) downloads with progress and cancel.
+//!
+//! No burn and no egui here: whether a folder holds a model that loads is decided by a verifier
+//! callback the caller supplies (the CLI's is `cli::models::verify_model_dir`).
+
+pub mod download;
+pub mod entries;
+pub mod error;
+pub mod store;
+
+/// The loopback HTTP server of the download tests (shared with `tests/models.rs`).
+#[cfg(test)]
+#[path = "../../tests/support/http_server.rs"]
+pub(crate) mod test_http_server;
+
+use std::path::{Path, PathBuf};
+
+pub use download::{DownloadOptions, DownloadProgress, ProxyChoice, Verifier, download_model};
+pub use entries::{Catalog, FileEntry, ModelEntry};
+pub use error::CatalogError;
+pub use store::{InstalledModel, Manifest, Store};
+
+/// The user's catalog file: `<config dir>/catalog.toml` (e.g. `~/.config/locosep/catalog.toml`).
+pub fn user_catalog_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("org", "locosep", "locosep")
+        .map(|d| d.config_dir().join("catalog.toml"))
+}
+
+/// The built-in catalog with the user's file merged over it.
+pub fn load_catalog() -> Result<Catalog, CatalogError> {
+    Catalog::load(user_catalog_path().as_deref())
+}
+
+/// The folder of model `name` when it can be used now: an installed model of the user's data
+/// folder, or a bundled one (the demo model). `None` when not installed.
+pub fn installed_model_dir(name: &str) -> Option<PathBuf> {
+    if let Some(m) = Store::from_env().ok().and_then(|s| s.get(name)) {
+        return Some(m.dir);
+    }
+    bundled_dir(load_catalog().ok()?.get(name).ok()?)
+}
+
+/// Where a bundled entry's files are (the assets folder), when present.
+pub fn bundled_dir(entry: &ModelEntry) -> Option<PathBuf> {
+    let rel = entry.bundled.as_deref()?;
+    crate::assets::find(rel).filter(|d| entry.files.iter().all(|f| d.join(&f.path).is_file()))
+}
+
+/// The config and weights files of a model folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    /// The model configuration.
+    pub config: PathBuf,
+    /// The checkpoint.
+    pub weights: PathBuf,
+}
+
+/// Config file names looked for in a model folder, first match wins.
+pub const CONFIG_NAMES: [&str; 4] = [
+    "merged_config.yaml",
+    "config.yaml",
+    "config.json",
+    "config.toml",
+];
+
+/// Checkpoint file names looked for in a model folder, first match wins.
+pub const WEIGHTS_NAMES: [&str; 5] = [
+    "checkpoints/model.pth",
+    "model.pth",
+    "model.safetensors",
+    "weights.safetensors",
+    "checkpoint.pth",
+];
+
+/// Finds the config and the checkpoint in a model folder: the published mixit-mss layout
+/// (`merged_config.yaml` + `checkpoints/model.pth`) first, then the bundled layout
+/// (`config.toml` + `model.safetensors`) and the reference fixtures' names.
+pub fn find_model_files(dir: &Path) -> Result<ModelFiles, CatalogError> {
+    let first = |names: &[&str], what: &str| {
+        names
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| CatalogError::MissingFile {
+                dir: dir.to_path_buf(),
+                what: format!("{what} (looked for {})", names.join(", ")),
+            })
+    };
+    Ok(ModelFiles {
+        config: first(&CONFIG_NAMES, "model config")?,
+        weights: first(&WEIGHTS_NAMES, "checkpoint")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_entry_points_at_the_bundled_files() {
+        let cat = Catalog::builtin().unwrap();
+        let dir = bundled_dir(cat.get("demo").unwrap()).expect("bundled demo model");
+        let files = find_model_files(&dir).unwrap();
+        assert!(files.config.ends_with("config.toml"));
+        assert!(files.weights.ends_with("model.safetensors"));
+    }
+
+    #[test]
+    fn model_files_prefer_the_published_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        assert!(matches!(
+            find_model_files(d),
+            Err(CatalogError::MissingFile { .. })
+        ));
+        std::fs::create_dir_all(d.join("checkpoints")).unwrap();
+        for f in [
+            "config.json",
+            "merged_config.yaml",
+            "model.pth",
+            "checkpoints/model.pth",
+        ] {
+            std::fs::write(d.join(f), "x").unwrap();
+        }
+        let m = find_model_files(d).unwrap();
+        assert_eq!(m.config, d.join("merged_config.yaml"));
+        assert_eq!(m.weights, d.join("checkpoints/model.pth"));
+    }
+}
