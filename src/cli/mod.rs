@@ -19,6 +19,7 @@ use crate::model::state_dict::{StateDict, load_state_dict};
 mod bench;
 pub mod bench_memory;
 mod model_check;
+pub mod models;
 mod plan;
 mod synth;
 mod train;
@@ -57,6 +58,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Score a model (or estimates on disk) against true stems: SDR, uSDR, SI-SDR.
     Eval(train::EvalArgs),
+    /// List, download, import or remove models (the catalog of published checkpoints).
+    Models(models::ModelsArgs),
 }
 
 /// Which model to load.
@@ -343,6 +346,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Synth(a)) => synth::run(a),
         Some(Command::Train(a)) => train::run_train(a),
         Some(Command::Eval(a)) => train::run_eval(a),
+        Some(Command::Models(a)) => models::run(a),
         None => crate::gui::run(cli.path, cli.screenshot).map_err(anyhow::Error::msg),
     }
 }
