@@ -18,6 +18,7 @@ pub mod finetune;
 pub mod lane;
 pub mod memory_graph;
 pub mod mixer;
+pub mod models_window;
 pub mod player;
 pub mod presets_panel;
 pub mod settings;
