@@ -125,6 +125,15 @@ pub enum Msg {
     Remove(String),
 }
 
+/// A model that joined or left the installed set (the app updates its model list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChange {
+    /// Installed in this folder.
+    Installed(PathBuf),
+    /// Removed from this folder.
+    Removed(PathBuf),
+}
+
 /// The window.
 pub struct ModelsWindow {
     /// Whether the window is shown.
@@ -134,6 +143,7 @@ pub struct ModelsWindow {
     requests: Sender<ModelsRequest>,
     events: Receiver<ModelsEvent>,
     cancels: HashMap<String, Arc<AtomicBool>>,
+    changes: Vec<ModelChange>,
 }
 
 impl ModelsWindow {
@@ -149,6 +159,7 @@ impl ModelsWindow {
             requests,
             events,
             cancels: HashMap::new(),
+            changes: vec![],
         }
     }
 
@@ -208,6 +219,7 @@ impl ModelsWindow {
                 }
                 ModelsEvent::Installed { name, dir } => {
                     self.cancels.remove(&name);
+                    self.changes.push(ModelChange::Installed(dir.clone()));
                     (name, RowState::Installed(dir))
                 }
                 ModelsEvent::Cancelled { name } => {
@@ -218,13 +230,24 @@ impl ModelsWindow {
                     self.cancels.remove(&name);
                     (name, RowState::Failed(error))
                 }
-                ModelsEvent::Removed { name } => (name, RowState::Available { partial: 0 }),
+                ModelsEvent::Removed { name } => {
+                    let old = self.rows.iter().find(|r| r.name == name);
+                    if let Some(RowState::Installed(dir)) = old.map(|r| &r.state) {
+                        self.changes.push(ModelChange::Removed(dir.clone()));
+                    }
+                    (name, RowState::Available { partial: 0 })
+                }
             };
             if let Some(row) = self.rows.iter_mut().find(|r| r.name == name) {
                 row.state = state;
             }
         }
         changed
+    }
+
+    /// Models installed or removed since the last call.
+    pub fn take_changes(&mut self) -> Vec<ModelChange> {
+        std::mem::take(&mut self.changes)
     }
 
     /// Whether a download is running (the caller keeps repainting while one is).
@@ -551,12 +574,18 @@ mod tests {
         .unwrap();
         h.run();
         h.get_by_label_contains("Installed in /data/models/");
+        let dir = PathBuf::from("/data/models").join(NAME);
+        assert_eq!(
+            h.state_mut().take_changes(),
+            [ModelChange::Installed(dir.clone())]
+        );
         h.get_by_label("Remove").click();
         h.run();
         assert!(matches!(req.try_recv(), Ok(ModelsRequest::Remove { name }) if name == NAME));
         ev.send(ModelsEvent::Removed { name: NAME.into() }).unwrap();
         h.run();
         h.get_by_label("Download");
+        assert_eq!(h.state_mut().take_changes(), [ModelChange::Removed(dir)]);
     }
 
     #[test]
