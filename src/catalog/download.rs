@@ -108,6 +108,7 @@ pub fn download_model(
     if entry.bundled.is_some() {
         return Err(CatalogError::Bundled(entry.name.clone()));
     }
+    let _lock = store.lock(&entry.name)?;
     store.check_replace(&entry.name, opts.replace)?;
     let base = opts.mirror.as_deref().unwrap_or(&entry.base_url);
     let staging = store.staging_dir(&entry.name);
@@ -260,11 +261,11 @@ fn fetch_file(
             416 if offset > 0 && !restarted => {
                 // The part is as long as (or longer than) the file: check it, or start over.
                 let total = header("content-range").and_then(|v| parse_content_range(&v));
-                if let Some((_, Some(t))) = total {
-                    if t == offset {
-                        let (sha256, size) = hash_file(&part)?;
-                        return check_and_rename(&part, dest, file, &announced, sha256, size);
-                    }
+                if let Some((_, Some(t))) = total
+                    && t == offset
+                {
+                    let (sha256, size) = hash_file(&part)?;
+                    return check_and_rename(&part, dest, file, &announced, sha256, size);
                 }
                 remove(&part)?;
                 restarted = true;
@@ -282,13 +283,13 @@ fn fetch_file(
                 });
             }
         };
-        if let (Some(want), Some(t)) = (file.size, total) {
-            if want != t {
-                return Err(CatalogError::Corrupt {
-                    file: file.path.clone(),
-                    detail: format!("the server has {t} bytes, the catalog says {want}"),
-                });
-            }
+        if let (Some(want), Some(t)) = (file.size, total)
+            && want != t
+        {
+            return Err(CatalogError::Corrupt {
+                file: file.path.clone(),
+                detail: format!("the server has {t} bytes, the catalog says {want}"),
+            });
         }
         let total = total.or(file.size);
         // Open the part: appended to on 206, rewritten from 0 on 200 (range ignored).
@@ -347,14 +348,14 @@ fn fetch_file(
         }
         out.sync_all().map_err(|e| CatalogError::io(&part, e))?;
         drop(out);
-        if let Some(expected) = total {
-            if done < expected {
-                return Err(CatalogError::Truncated {
-                    url: url.to_string(),
-                    got: done,
-                    expected,
-                });
-            }
+        if let Some(expected) = total
+            && done < expected
+        {
+            return Err(CatalogError::Truncated {
+                url: url.to_string(),
+                got: done,
+                expected,
+            });
         }
         let sha256 = hex(&hasher.finalize());
         return check_and_rename(&part, dest, file, &announced, sha256, done);

@@ -172,13 +172,13 @@ impl Catalog {
             for file in &files {
                 check_rel_path(&file.path)
                     .map_err(|detail| bad(format!("model `{}`: {detail}", name)))?;
-                if let Some(h) = &file.sha256 {
-                    if !is_sha256(h) {
-                        return Err(bad(format!(
-                            "model `{}`: sha256 of {} is not 64 hex digits",
-                            name, file.path
-                        )));
-                    }
+                if let Some(h) = &file.sha256
+                    && !is_sha256(h)
+                {
+                    return Err(bad(format!(
+                        "model `{}`: sha256 of {} is not 64 hex digits",
+                        name, file.path
+                    )));
                 }
             }
             let base_url = f

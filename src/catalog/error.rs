@@ -36,6 +36,12 @@ pub enum CatalogError {
         /// Where it is.
         path: PathBuf,
     },
+    /// Another download, import or removal of this model is running (in this or another
+    /// process).
+    #[error(
+        "`{0}` is being downloaded, imported or removed by another locosep; try again when it is done"
+    )]
+    InUse(String),
     /// The model is not installed.
     #[error("`{0}` is not installed")]
     NotInstalled(String),

@@ -39,10 +39,15 @@ pub fn load_catalog() -> Result<Catalog, CatalogError> {
 /// The folder of model `name` when it can be used now: an installed model of the user's data
 /// folder, or a bundled one (the demo model). `None` when not installed.
 pub fn installed_model_dir(name: &str) -> Option<PathBuf> {
-    if let Some(m) = Store::from_env().ok().and_then(|s| s.get(name)) {
+    installed_model_dir_in(&Store::from_env().ok()?, &load_catalog().ok()?, name)
+}
+
+/// [`installed_model_dir`] for a given store and catalog.
+pub fn installed_model_dir_in(store: &Store, catalog: &Catalog, name: &str) -> Option<PathBuf> {
+    if let Some(m) = store.get(name) {
         return Some(m.dir);
     }
-    bundled_dir(load_catalog().ok()?.get(name).ok()?)
+    bundled_dir(catalog.get(name).ok()?)
 }
 
 /// Where a bundled entry's files are (the assets folder), when present.
@@ -108,6 +113,27 @@ mod tests {
         let files = find_model_files(&dir).unwrap();
         assert!(files.config.ends_with("config.toml"));
         assert!(files.weights.ends_with("model.safetensors"));
+    }
+
+    #[test]
+    fn installed_dirs_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path().join("data"));
+        let cat = Catalog::builtin().unwrap();
+        let name = "sup.musdb18hq.bslocoformer-small";
+        assert_eq!(installed_model_dir_in(&store, &cat, name), None);
+        assert_eq!(installed_model_dir_in(&store, &cat, "no-such"), None);
+        let demo = installed_model_dir_in(&store, &cat, "demo").expect("bundled");
+        assert!(demo.join("model.safetensors").is_file());
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("checkpoints")).unwrap();
+        std::fs::write(src.join("merged_config.yaml"), "sr: 44100\n").unwrap();
+        std::fs::write(src.join("checkpoints/model.pth"), "w").unwrap();
+        store.import(&src, name, None, &|_| Ok(()), false).unwrap();
+        assert_eq!(
+            installed_model_dir_in(&store, &cat, name),
+            Some(store.model_dir(name))
+        );
     }
 
     #[test]

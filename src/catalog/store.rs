@@ -127,10 +127,10 @@ impl Store {
         };
         let mut out = vec![];
         for ent in rd.flatten() {
-            if let Some(name) = ent.file_name().to_str() {
-                if let Some(m) = self.get(name) {
-                    out.push(m);
-                }
+            if let Some(name) = ent.file_name().to_str()
+                && let Some(m) = self.get(name)
+            {
+                out.push(m);
             }
         }
         out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
@@ -142,10 +142,32 @@ impl Store {
         dir_size(&self.staging_dir(name))
     }
 
+    /// Takes the per-model lock (`staging/<name>.lock`, an advisory file lock the OS drops when
+    /// the process ends) that keeps two downloads, imports or removals of one model apart.
+    /// Held until the returned file is dropped.
+    pub fn lock(&self, name: &str) -> Result<std::fs::File, CatalogError> {
+        validate_name(name)?;
+        let dir = self.root.join("staging");
+        create_dir(&dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CatalogError::io(&path, e))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(CatalogError::InUse(name.to_string())),
+            Err(std::fs::TryLockError::Error(e)) => Err(CatalogError::io(&path, e)),
+        }
+    }
+
     /// Removes installed model `name`: the folder is first renamed out of `models/` (so it
     /// stops being installed at once), then deleted. Also drops its staging folder.
     pub fn remove(&self, name: &str) -> Result<PathBuf, CatalogError> {
         validate_name(name)?;
+        let _lock = self.lock(name)?;
         let dir = self.model_dir(name);
         if self.get(name).is_none() {
             return Err(CatalogError::NotInstalled(name.to_string()));
@@ -179,6 +201,7 @@ impl Store {
                 what: "folder (not a directory)".into(),
             });
         }
+        let _lock = self.lock(name)?;
         self.check_replace(name, replace)?;
         let staging = self.root.join("staging").join(format!("{name}.import"));
         if staging.exists() {
@@ -298,21 +321,21 @@ pub(crate) fn check_file(
     size: Option<u64>,
     sha256: Option<&str>,
 ) -> Result<(), CatalogError> {
-    if let Some(size) = size {
-        if got.size != size {
-            return Err(CatalogError::Corrupt {
-                file: rel.to_string(),
-                detail: format!("{} bytes, expected {size}", got.size),
-            });
-        }
+    if let Some(size) = size
+        && got.size != size
+    {
+        return Err(CatalogError::Corrupt {
+            file: rel.to_string(),
+            detail: format!("{} bytes, expected {size}", got.size),
+        });
     }
-    if let Some(want) = sha256 {
-        if !got.sha256.eq_ignore_ascii_case(want) {
-            return Err(CatalogError::Corrupt {
-                file: rel.to_string(),
-                detail: format!("sha256 {}, expected {want}", got.sha256),
-            });
-        }
+    if let Some(want) = sha256
+        && !got.sha256.eq_ignore_ascii_case(want)
+    {
+        return Err(CatalogError::Corrupt {
+            file: rel.to_string(),
+            detail: format!("sha256 {}, expected {want}", got.sha256),
+        });
     }
     Ok(())
 }
@@ -508,6 +531,24 @@ mod tests {
             store.remove("../etc"),
             Err(CatalogError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn one_operation_per_model_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("by-hand");
+        model_folder(&src);
+        let store = Store::new(tmp.path().join("data"));
+        let held = store.lock("m").unwrap();
+        assert!(matches!(store.lock("m"), Err(CatalogError::InUse(_))));
+        assert!(matches!(
+            store.import(&src, "m", None, &ok, false),
+            Err(CatalogError::InUse(_))
+        ));
+        // Other models are not blocked.
+        store.import(&src, "n", None, &ok, false).unwrap();
+        drop(held);
+        store.import(&src, "m", None, &ok, false).unwrap();
     }
 
     #[test]

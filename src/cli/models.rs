@@ -106,10 +106,10 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             replace,
         } => add(&catalog, &store, &folder, name, replace),
         ModelsAction::Remove { name } => {
-            if let Ok(e) = catalog.get(&name) {
-                if e.bundled.is_some() {
-                    return Err(CatalogError::Bundled(name).into());
-                }
+            if let Ok(e) = catalog.get(&name)
+                && e.bundled.is_some()
+            {
+                return Err(CatalogError::Bundled(name).into());
             }
             let dir = store.remove(&name)?;
             println!("removed {name} ({})", dir.display());
@@ -350,10 +350,10 @@ fn add(
             .context("the folder has no name; pass --name")?,
     };
     let entry = catalog.get(&name).ok();
-    if let Some(e) = entry {
-        if e.bundled.is_some() {
-            return Err(CatalogError::Bundled(name).into());
-        }
+    if let Some(e) = entry
+        && e.bundled.is_some()
+    {
+        return Err(CatalogError::Bundled(name).into());
     }
     let m = store.import(folder, &name, entry, &verify_model_dir, replace)?;
     println!(

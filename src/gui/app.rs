@@ -222,10 +222,10 @@ impl LocosepApp {
                 },
                 ModelChange::Removed(dir) => {
                     self.settings.custom.retain(|(c, _)| !c.starts_with(&dir));
-                    if let ModelChoice::Config { config, .. } = &self.settings.model {
-                        if config.starts_with(&dir) {
-                            self.settings.model = ModelChoice::Bundled;
-                        }
+                    if let ModelChoice::Config { config, .. } = &self.settings.model
+                        && config.starts_with(&dir)
+                    {
+                        self.settings.model = ModelChoice::Bundled;
                     }
                     changed = true;
                 }

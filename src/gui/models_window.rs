@@ -320,21 +320,20 @@ impl ModelsWindow {
                 if let Some(c) = self.cancels.get(&name) {
                     c.store(true, Ordering::SeqCst);
                 }
-                if let Some(row) = self.rows.iter_mut().find(|r| r.name == name) {
-                    if let RowState::Downloading { cancelling, .. } = &mut row.state {
-                        *cancelling = true;
-                    }
+                if let Some(row) = self.rows.iter_mut().find(|r| r.name == name)
+                    && let RowState::Downloading { cancelling, .. } = &mut row.state
+                {
+                    *cancelling = true;
                 }
             }
             Msg::Remove(name) => {
-                if self
+                let sent = self
                     .requests
-                    .send(ModelsRequest::Remove { name: name.clone() })
-                    .is_err()
+                    .send(ModelsRequest::Remove { name: name.clone() });
+                if sent.is_err()
+                    && let Some(row) = self.rows.iter_mut().find(|r| r.name == name)
                 {
-                    if let Some(row) = self.rows.iter_mut().find(|r| r.name == name) {
-                        row.state = RowState::Failed("the download worker has stopped".into());
-                    }
+                    row.state = RowState::Failed("the download worker has stopped".into());
                 }
             }
         }
