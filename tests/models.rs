@@ -193,6 +193,33 @@ fn mirror_from_the_environment() {
 }
 
 #[test]
+fn the_proxy_from_the_environment_is_used() {
+    let env = Env::new();
+    env.serve_tiny();
+    // The server is the proxy; the mirror's host does not exist, so only the proxy reaches it.
+    let server = Server::start(&env.srv());
+    let cat = env.catalog();
+    let out = env
+        .command()
+        .args(["download", "tiny-mss", "--catalog"])
+        .arg(&cat)
+        .args(["--mirror", "http://mirror.invalid/"])
+        .env("HTTP_PROXY", server.base.trim_end_matches('/'))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let tunnels = server.requests("mirror.invalid:80");
+    assert_eq!(tunnels.len(), 2, "one CONNECT per file: {tunnels:?}");
+    assert!(
+        env.data()
+            .join("models/tiny-mss/locosep-model.toml")
+            .is_file()
+    );
+}
+
+#[test]
 fn dropped_connection_resumes_on_the_next_run() {
     let env = Env::new();
     env.serve_tiny();

@@ -1,7 +1,7 @@
 //! A loopback HTTP/1.1 file server for download tests (127.0.0.1, port 0, one connection at a
 //! time, `Connection: close`). It serves a folder, honours `Range: bytes=N-`, can cut a
-//! response off after N body bytes (the socket is really closed), add headers, redirect, and
-//! logs every request with the body bytes it sent. Shared by the unit tests of
+//! response off after N body bytes (the socket is really closed), add headers, redirect, act
+//! as an HTTP `CONNECT` proxy for itself, and logs every request with the body bytes it sent. Shared by the unit tests of
 //! `catalog::download` and `tests/models.rs`.
 
 #![allow(dead_code)]
@@ -121,21 +121,13 @@ impl Drop for Server {
     }
 }
 
-fn handle(
-    mut stream: TcpStream,
-    root: &Path,
-    log: &Mutex<Vec<Logged>>,
-    behaviour: &Mutex<Behaviour>,
-) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let Ok(clone) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(clone);
+/// Reads a request line and headers: (method, path without query, lower-case headers).
+fn read_head(
+    reader: &mut BufReader<TcpStream>,
+) -> Option<(String, String, HashMap<String, String>)> {
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() || line.is_empty() {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
@@ -150,6 +142,44 @@ fn handle(
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
+    Some((method.to_string(), path, headers))
+}
+
+fn handle(
+    mut stream: TcpStream,
+    root: &Path,
+    log: &Mutex<Vec<Logged>>,
+    behaviour: &Mutex<Behaviour>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(clone);
+    let Some((mut method, mut path, mut headers)) = read_head(&mut reader) else {
+        return;
+    };
+    if method == "CONNECT" {
+        // Acting as an HTTP proxy too: open the tunnel, then serve the tunnelled request.
+        log.lock().unwrap().push(Logged {
+            path: format!("CONNECT {path}"),
+            range: None,
+            status: 200,
+            body_bytes: 0,
+        });
+        if stream
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        let Some(next) = read_head(&mut reader) else {
+            return;
+        };
+        (method, path, headers) = next;
+    }
+    let method = method.as_str();
     let range = headers.get("range").cloned();
     let mut b = behaviour.lock().unwrap();
     let mut entry = Logged {
