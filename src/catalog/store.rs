@@ -291,16 +291,18 @@ impl Store {
         })
     }
 
+    /// A free path under `trash/` to move a model folder to before deleting it.
     fn trash_slot(&self, name: &str) -> Result<PathBuf, CatalogError> {
         let trash = self.root.join("trash");
         create_dir(&trash)?;
-        for i in 0u32.. {
+        let mut i = 0u64;
+        loop {
             let p = trash.join(format!("{name}.{}.{i}", std::process::id()));
             if !p.exists() {
                 return Ok(p);
             }
+            i += 1;
         }
-        unreachable!("u32 range exhausted")
     }
 }
 
