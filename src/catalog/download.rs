@@ -5,7 +5,7 @@
 //! and sha256 (or, when the catalog has none, a sha256 the server states in `X-Linked-Etag` /
 //! `ETag`), then renamed to `<staging>/<path>`. When every file is there the caller's verifier
 //! runs on the staging folder, and only then is the folder renamed into place
-//! ([`Store::commit`]). Redirects are followed here (not by the client) so that the
+//! (`Store::commit`). Redirects are followed here (not by the client) so that the
 //! `X-Linked-Etag`/`X-Linked-Size` of a Hugging Face redirect are seen.
 
 use std::fs::OpenOptions;

@@ -2,7 +2,7 @@
 //!
 //! Data, not code: `assets/catalog.toml` is embedded in the binary, and a user file of the same
 //! layout (`<config dir>/catalog.toml`) adds entries or replaces those of the same name. The
-//! on-disk form ([`RawCatalog`], with `Option`s and a `[defaults]` table) is resolved into
+//! on-disk form (`RawCatalog`, with `Option`s and a `[defaults]` table) is resolved into
 //! [`Catalog`] entries that have every field set.
 
 use std::path::Path;
