@@ -40,6 +40,7 @@ fn models_window(ctx: egui::Context) -> Result<models_window::ModelsWindow, Stri
     let (tx, rx) = models_window::spawn_worker(
         store,
         catalog,
+        crate::catalog::DownloadOptions::from_env(),
         crate::cli::models::verify_model_dir,
         move || ctx.request_repaint(),
     )

@@ -423,6 +423,7 @@ fn row_ui(ui: &mut egui::Ui, row: &ModelRow, msgs: &mut Vec<Msg>) {
 pub fn spawn_worker(
     store: Store,
     catalog: Catalog,
+    options: DownloadOptions,
     verify: fn(&Path) -> Result<(), String>,
     notify: impl Fn() + Send + 'static,
 ) -> std::io::Result<(Sender<ModelsRequest>, Receiver<ModelsEvent>)> {
@@ -442,7 +443,7 @@ pub fn spawn_worker(
                             download_model(
                                 &store,
                                 &entry,
-                                &DownloadOptions::from_env(),
+                                &options,
                                 &verify,
                                 &mut |p| {
                                     send(ModelsEvent::Progress {
@@ -604,6 +605,68 @@ mod tests {
         h.get_by_label("Retry").click();
         h.run();
         assert!(matches!(req.try_recv(), Ok(ModelsRequest::Download { .. })));
+    }
+
+    #[test]
+    fn the_worker_downloads_reports_progress_and_removes() {
+        use crate::catalog::test_http_server::Server;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("srv/models/sup").join(NAME);
+        std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/catalog/mixit-small");
+        for f in ["merged_config.yaml", "checkpoints/model.pth"] {
+            std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+        }
+        let server = Server::start(&tmp.path().join("srv"));
+        let store = Store::new(tmp.path().join("data"));
+        let options = DownloadOptions {
+            mirror: Some(server.base.clone()),
+            proxy: crate::catalog::ProxyChoice::Direct,
+            ..Default::default()
+        };
+        let (tx, rx) = spawn_worker(
+            store.clone(),
+            Catalog::builtin().unwrap(),
+            options,
+            |d| {
+                d.join("checkpoints/model.pth")
+                    .is_file()
+                    .then_some(())
+                    .ok_or_else(|| "no weights".to_string())
+            },
+            || {},
+        )
+        .unwrap();
+        let next = || rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+        tx.send(ModelsRequest::Download {
+            name: NAME.into(),
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+        .unwrap();
+        let mut progress = 0;
+        let installed = loop {
+            match next() {
+                ModelsEvent::Progress { .. } => progress += 1,
+                ModelsEvent::Installed { name, dir } => break (name, dir),
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(progress > 2);
+        assert_eq!(installed, (NAME.to_string(), store.model_dir(NAME)));
+        tx.send(ModelsRequest::Remove { name: NAME.into() })
+            .unwrap();
+        assert_eq!(next(), ModelsEvent::Removed { name: NAME.into() });
+        assert!(store.get(NAME).is_none());
+        // A failure comes back as an event, not a dead worker.
+        tx.send(ModelsRequest::Download {
+            name: "no-such-model".into(),
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+        .unwrap();
+        assert!(
+            matches!(next(), ModelsEvent::Failed { error, .. } if error.contains("unknown model"))
+        );
     }
 
     #[test]
