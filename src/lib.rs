@@ -2,10 +2,11 @@
 //!
 //! Rooms (the data path; arrows point one way): `audio` → `dsp` → `model` → `kernels`;
 //! `memory` plans and measures; `engine` drives a separation; `synth` renders training songs;
-//! `cli` is the headless front end.
+//! `catalog` knows the public checkpoints and installs them; `cli` is the headless front end.
 
 pub mod assets;
 pub mod audio;
+pub mod catalog;
 pub mod cli;
 pub mod dsp;
 pub mod engine;

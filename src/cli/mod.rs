@@ -19,6 +19,7 @@ use crate::model::state_dict::{StateDict, load_state_dict};
 mod bench;
 pub mod bench_memory;
 mod model_check;
+pub mod models;
 mod plan;
 mod synth;
 mod train;
@@ -57,6 +58,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Score a model (or estimates on disk) against true stems: SDR, uSDR, SI-SDR.
     Eval(train::EvalArgs),
+    /// List, download, import or remove models (the catalog of published checkpoints).
+    Models(models::ModelsArgs),
 }
 
 /// Which model to load.
@@ -68,12 +71,26 @@ pub struct ModelArgs {
     /// Model config file: .toml preset, reference .json, or the fork's/ESPnet's .yaml.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Checkpoint: .safetensors (reference names), MERL/ESPnet .pth or the fork's .pth.
+    /// Checkpoint: .safetensors (reference names), MERL/ESPnet .pth, the fork's .pth, a
+    /// Lightning .ckpt, or a model folder (config + weights, e.g. a downloaded mixit-mss model).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// An installed model by name (see `locosep models`), instead of --preset/--config/--checkpoint.
+    #[arg(long, conflicts_with_all = ["preset", "config", "checkpoint"])]
+    pub model: Option<String>,
     /// Where to run: auto (GPU if present, else CPU), gpu, cpu.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+}
+
+/// The folder of the installed model `name`, or an error that says how to get it.
+pub fn installed_model(name: &str) -> Result<PathBuf> {
+    crate::catalog::installed_model_dir(name).ok_or_else(|| {
+        anyhow!(
+            "no installed model named `{name}`: `locosep models` lists the catalog, \
+             `locosep models download {name}` installs it"
+        )
+    })
 }
 
 /// Arguments of `separate`.
@@ -120,6 +137,17 @@ pub struct SeparateArgs {
 /// Resolves `--preset/--config/--checkpoint` to a config and weights; with none of them, the
 /// bundled default model.
 pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> {
+    if let Some(name) = &args.model {
+        let dir = installed_model(name)?;
+        let (cfg, sd, _) = load_model(&ModelArgs {
+            preset: None,
+            config: None,
+            checkpoint: Some(dir),
+            model: None,
+            device: args.device,
+        })?;
+        return Ok((cfg, sd, format!("model {name}")));
+    }
     let (cfg, ckpt, what) = match (&args.preset, &args.config, &args.checkpoint) {
         (None, None, None) => {
             let (c, w, desc) = crate::assets::default_model()
@@ -422,6 +450,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Synth(a)) => synth::run(a),
         Some(Command::Train(a)) => train::run_train(a),
         Some(Command::Eval(a)) => train::run_eval(a),
+        Some(Command::Models(a)) => models::run(a),
         None => crate::gui::run(cli.path, cli.screenshot).map_err(anyhow::Error::msg),
     }
 }

@@ -52,6 +52,7 @@ pub fn run(a: ModelCheckArgs) -> Result<()> {
         preset: None,
         config: a.config.clone(),
         checkpoint: Some(a.checkpoint.clone()),
+        model: None,
         device: a.device,
     })?;
     let device = resolve(a.device)?;

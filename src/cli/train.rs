@@ -28,7 +28,8 @@ pub struct TrainArgs {
     /// Model config file instead of a preset.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Start from this checkpoint (fine-tuning).
+    /// Start from this checkpoint (fine-tuning): a weight file, a model folder, or the name
+    /// of an installed model (`locosep models`).
     #[arg(long)]
     pub from: Option<PathBuf>,
     /// Output folder (checkpoints, logs, curves).
@@ -119,7 +120,14 @@ fn model_config(preset_name: &Option<String>, config: &Option<PathBuf>) -> Resul
 /// `<name>/` with `merged_config.yaml` and `checkpoints/model.pth`, or a run's `best/`), whose
 /// config is used when neither `--preset` nor `--config` is given.
 fn model_and_start(a: &TrainArgs) -> Result<(ModelConfig, Option<PathBuf>)> {
-    match &a.from {
+    // A name that is not a path: an installed model.
+    let from = match &a.from {
+        Some(p) if !p.exists() && p.components().count() == 1 => {
+            Some(super::installed_model(&p.to_string_lossy())?)
+        }
+        other => other.clone(),
+    };
+    match &from {
         Some(dir) if dir.is_dir() => {
             let files =
                 crate::model::folder::find_model_files(dir).map_err(|e| anyhow::anyhow!(e))?;

@@ -857,7 +857,12 @@ impl<'a> ChunkStream<'a> {
             let seg = (params.segment_seconds.unwrap_or(cfg.segment_seconds)
                 * cfg.sample_rate as f64)
                 .round() as usize;
-            (seg.max(sep.stft.min_len()), cfg.n_fft, params.overlap)
+            // Never longer than the song: a longer segment only adds padding (and memory).
+            (
+                seg.min(len).max(sep.stft.min_len()),
+                cfg.n_fft,
+                params.overlap,
+            )
         };
         let plan = ChunkPlan::new(len, segment, overlap, context)?;
         // Signals the network sees: ac = 1 → each channel alone; ac = 2 → a stereo pair (mono
@@ -1016,5 +1021,45 @@ impl<'a> ChunkStream<'a> {
             stems.push(chans);
         }
         emit(&stems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::device::{DeviceChoice, resolve};
+    use crate::model::config::preset;
+    use crate::model::loader::init_state_dict;
+
+    /// A segment longer than the song is capped to it: an hour-long `--segment` on a short song
+    /// costs what a song-long one does, and gives the same stems.
+    #[test]
+    fn a_segment_longer_than_the_song_is_capped_to_it() {
+        let mut cfg = preset("demo").unwrap().config;
+        cfg.n_layers = 1;
+        let sd = init_state_dict(&cfg, 1);
+        let sep = Separator::new(cfg, &sd, resolve(DeviceChoice::Cpu).unwrap()).unwrap();
+        let n = 11_025;
+        let tone: Vec<f32> = (0..n).map(|i| 0.3 * (i as f32 * 0.05).sin()).collect();
+        let audio = AudioBuffer::new(44_100, vec![tone]).unwrap();
+        let run = |seconds: f64| {
+            let params = SeparateParams {
+                segment_seconds: Some(seconds),
+                ..Default::default()
+            };
+            let mut chunks = 0;
+            let stems = sep
+                .separate(&audio, &params, &CancelToken::new(), &mut |p| {
+                    chunks = p.total
+                })
+                .unwrap();
+            (stems, chunks)
+        };
+        let (hour, chunks) = run(3600.0);
+        assert_eq!(chunks, 1, "one chunk: the whole song");
+        let (song, _) = run(n as f64 / 44_100.0);
+        for (a, b) in hour.audio.iter().zip(&song.audio) {
+            assert_eq!(a.channels, b.channels);
+        }
     }
 }

@@ -17,6 +17,7 @@ use super::finetune::{Field, FineTuneAction, FineTuneForm, FineTunePanel};
 use super::lane::Lane;
 use super::memory_graph::MemoryGraph;
 use super::mixer::MixerState;
+use super::models_window::{ModelChange, ModelsWindow, RowState};
 use super::player::Player;
 use super::presets_panel::{PresetsPanel, SongShape};
 use super::settings::{Settings, Tab};
@@ -113,6 +114,7 @@ pub struct LocosepApp {
     specs: Spectrograms,
     finetune: FineTunePanel,
     trainer: Option<(Sender<TrainCommand>, Receiver<TrainUpdate>)>,
+    models_window: Option<ModelsWindow>,
     screenshot: Option<ScreenshotJob>,
 }
 
@@ -160,6 +162,7 @@ impl LocosepApp {
             specs: Spectrograms::new(ctx),
             finetune: FineTunePanel::new(Default::default()),
             trainer: None,
+            models_window: None,
             screenshot: options.screenshot.clone().map(|path| ScreenshotJob {
                 path,
                 started: std::time::Instant::now(),
@@ -184,6 +187,53 @@ impl LocosepApp {
     ) -> Self {
         self.trainer = Some((commands, updates));
         self
+    }
+
+    /// Attaches the Get-models window (and its download worker). With `offer`, it opens at once
+    /// when only the bundled demo model is available (a first start), so the real models are
+    /// offered.
+    pub fn with_models(mut self, mut window: ModelsWindow, offer: bool) -> Self {
+        let downloaded = window
+            .rows
+            .iter()
+            .any(|r| matches!(r.state, RowState::Installed(_)));
+        window.open = offer && !downloaded && self.settings.custom.is_empty();
+        self.models_window = Some(window);
+        self
+    }
+
+    /// Adds installed models to the model list and drops removed ones.
+    fn apply_model_changes(&mut self) {
+        let Some(w) = &mut self.models_window else {
+            return;
+        };
+        let mut changed = false;
+        for change in w.take_changes() {
+            match change {
+                ModelChange::Installed(dir) => match crate::catalog::find_model_files(&dir) {
+                    Ok(f) => {
+                        let pair = (f.config, f.weights);
+                        if !self.settings.custom.contains(&pair) {
+                            self.settings.custom.push(pair);
+                            changed = true;
+                        }
+                    }
+                    Err(e) => self.errors.push(e.to_string()),
+                },
+                ModelChange::Removed(dir) => {
+                    self.settings.custom.retain(|(c, _)| !c.starts_with(&dir));
+                    if let ModelChoice::Config { config, .. } = &self.settings.model
+                        && config.starts_with(&dir)
+                    {
+                        self.settings.model = ModelChoice::Bundled;
+                    }
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.store_settings();
+        }
     }
 
     /// The Fine-tune tab's form (tests fill it in).
@@ -667,6 +717,11 @@ impl LocosepApp {
                     }
                 }
             }
+            Command::ShowModels => {
+                if let Some(w) = &mut self.models_window {
+                    w.open = true;
+                }
+            }
             Command::SetDevice(d) => {
                 self.settings.device = d;
                 self.store_settings();
@@ -895,6 +950,9 @@ impl LocosepApp {
                 }
                 if ui.button("Add to queue…").clicked() {
                     cmds.push(Command::EnqueueDialog);
+                }
+                if self.models_window.is_some() && ui.button("Get models…").clicked() {
+                    cmds.push(Command::ShowModels);
                 }
                 ui.menu_button("Recent", |ui| {
                     if self.settings.recent.is_empty() {
@@ -1284,6 +1342,14 @@ impl eframe::App for LocosepApp {
             }
         });
         self.export.show_confirm(&ctx, &mut cmds);
+        if let Some(w) = &mut self.models_window {
+            if w.open {
+                w.show(&ctx);
+            } else {
+                w.poll();
+            }
+        }
+        self.apply_model_changes();
 
         for cmd in cmds {
             self.apply(&ctx, cmd);

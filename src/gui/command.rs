@@ -32,6 +32,8 @@ pub enum Command {
     PickCheckpoint(String),
     /// Import a config + checkpoint (file dialogs).
     ImportCustom,
+    /// Open the Get-models window.
+    ShowModels,
     /// Run on this device.
     SetDevice(DeviceChoice),
     /// Start playback.

@@ -18,6 +18,7 @@ pub mod finetune;
 pub mod lane;
 pub mod memory_graph;
 pub mod mixer;
+pub mod models_window;
 pub mod player;
 pub mod presets_panel;
 pub mod settings;
@@ -29,6 +30,23 @@ pub mod waveform;
 mod tests;
 
 pub use app::{AppOptions, LocosepApp};
+
+/// The Get-models window over the user's catalog and data folder, with its download worker.
+/// Downloads are verified by the CLI's loader check (`model::folder::verify_model_dir`).
+fn models_window(ctx: egui::Context) -> Result<models_window::ModelsWindow, String> {
+    let catalog = crate::catalog::load_catalog().map_err(|e| e.to_string())?;
+    let store = crate::catalog::Store::from_env().map_err(|e| e.to_string())?;
+    let rows = models_window::ModelsWindow::rows_from(&catalog, &store);
+    let (tx, rx) = models_window::spawn_worker(
+        store,
+        catalog,
+        crate::catalog::DownloadOptions::from_env(),
+        crate::model::folder::verify_model_dir,
+        move || ctx.request_repaint(),
+    )
+    .map_err(|e| format!("cannot start the download worker: {e}"))?;
+    Ok(models_window::ModelsWindow::new(rows, tx, rx))
+}
 
 /// Opens the window (wgpu renderer) and runs until it is closed; `path` is opened at once.
 pub fn run(path: Option<PathBuf>, screenshot: Option<PathBuf>) -> Result<(), String> {
@@ -61,6 +79,8 @@ pub fn run(path: Option<PathBuf>, screenshot: Option<PathBuf>) -> Result<(), Str
             let (train_tx, train_rx) =
                 crate::train::worker::spawn(move || repaint.request_repaint())
                     .map_err(|e| format!("cannot start the training worker: {e}"))?;
+            let offer_models = path.is_none() && screenshot.is_none();
+            let models = models_window(cc.egui_ctx.clone());
             let app = LocosepApp::new(
                 &cc.egui_ctx,
                 cc.storage,
@@ -74,6 +94,13 @@ pub fn run(path: Option<PathBuf>, screenshot: Option<PathBuf>) -> Result<(), Str
                 },
             )
             .with_trainer(train_tx, train_rx);
+            let app = match models {
+                Ok(w) => app.with_models(w, offer_models),
+                Err(e) => {
+                    eprintln!("warning: no Get-models window: {e}");
+                    app
+                }
+            };
             Ok(Box::new(app))
         }),
     )

@@ -587,3 +587,91 @@ fn dropping_files_opens_the_first_and_queues_the_rest() {
     h.get_by_label_contains("b.wav");
     h.get_by_label_contains("c.mp3");
 }
+
+/// The app with a Get-models window whose worker is the test (it holds the other channel ends).
+fn with_models_window(
+    offer: bool,
+) -> (
+    Harness<'static, LocosepApp>,
+    Receiver<super::models_window::ModelsRequest>,
+    Sender<super::models_window::ModelsEvent>,
+) {
+    use super::models_window::{ModelRow, ModelsWindow, RowState};
+    let dir = tempfile::tempdir().unwrap().keep();
+    let options = AppOptions {
+        settings_path: Some(settings_file(&dir, |_| {})),
+        ..Default::default()
+    };
+    let (cmd_tx, _cmd_rx) = channel();
+    let (_ev_tx, ev_rx) = channel();
+    let (req_tx, req_rx) = channel();
+    let (mev_tx, mev_rx) = channel();
+    let rows = vec![ModelRow {
+        name: "sup.musdb18hq.bslocoformer-small".into(),
+        description: "BS-Locoformer small".into(),
+        license: "MIT".into(),
+        size: None,
+        state: RowState::Available { partial: 0 },
+    }];
+    let window = ModelsWindow::new(rows, req_tx, mev_rx);
+    let h = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe(move |cc| {
+            LocosepApp::new(&cc.egui_ctx, None, cmd_tx, ev_rx, options).with_models(window, offer)
+        });
+    (h, req_rx, mev_tx)
+}
+
+#[test]
+fn first_start_offers_real_models_and_installed_ones_join_the_model_list() {
+    use super::models_window::{ModelsEvent, ModelsRequest};
+    let (mut h, req, ev) = with_models_window(true);
+    h.run();
+    // Opened by itself on a first start, saying what the demo model is for.
+    h.get_by_label_contains("demo model is trained on synthetic songs");
+    h.get_by_label("Download").click();
+    h.run();
+    let name = match req.try_recv().expect("a download request") {
+        ModelsRequest::Download { name, .. } => name,
+        other => panic!("unexpected {other:?}"),
+    };
+    // A finished model (here a TF-Locoformer folder) joins the model list.
+    let dir = tempfile::tempdir().unwrap().keep().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tflocoformer/mss-tiny");
+    for f in ["config.json", "weights.safetensors"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    ev.send(ModelsEvent::Installed {
+        name: name.clone(),
+        dir: dir.clone(),
+    })
+    .unwrap();
+    h.run();
+    assert_eq!(
+        h.state().settings().custom,
+        vec![(dir.join("config.json"), dir.join("weights.safetensors"))]
+    );
+    h.get_by_label("Remove").click();
+    h.run();
+    assert!(matches!(req.try_recv(), Ok(ModelsRequest::Remove { .. })));
+    ev.send(ModelsEvent::Removed { name }).unwrap();
+    h.run();
+    assert!(h.state().settings().custom.is_empty());
+}
+
+#[test]
+fn get_models_is_in_the_file_menu() {
+    let (mut h, _req, _ev) = with_models_window(false);
+    h.run();
+    assert!(
+        h.query_by_label_contains("demo model is trained on synthetic songs")
+            .is_none()
+    );
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Get models…").click();
+    h.run();
+    h.get_by_label_contains("demo model is trained on synthetic songs");
+}

@@ -18,8 +18,16 @@ pub struct ModelFiles {
     pub weights: PathBuf,
 }
 
-const CONFIG_NAMES: [&str; 3] = ["merged_config.yaml", "config.toml", "config.json"];
-const WEIGHT_NAMES: [&str; 5] = [
+/// Config file names looked for in a model folder, first match wins.
+pub const CONFIG_NAMES: [&str; 4] = [
+    "merged_config.yaml",
+    "config.yaml",
+    "config.toml",
+    "config.json",
+];
+
+/// Weight file names looked for in a model folder, first match wins.
+pub const WEIGHT_NAMES: [&str; 5] = [
     "checkpoints/model.pth",
     "model.safetensors",
     "weights.safetensors",
@@ -80,6 +88,16 @@ pub fn find_weights(dir: &Path) -> Result<Option<PathBuf>, String> {
     }
 }
 
+/// Whether `dir` holds a model locosep can run: its config parses and validates, and its
+/// weights load with every key present, of the right shape and finite. What the model catalog
+/// checks before a download or an import counts as installed.
+pub fn verify_model_dir(dir: &Path) -> Result<(), String> {
+    let files = find_model_files(dir)?;
+    let cfg = super::config::ModelConfig::from_file(&files.config).map_err(|e| e.to_string())?;
+    let sd = super::state_dict::load_state_dict(&files.weights).map_err(|e| e.to_string())?;
+    super::loader::check_keys(&cfg, &sd).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +120,23 @@ mod tests {
         let f = find_model_files(d).unwrap();
         assert!(f.config.ends_with("merged_config.yaml"));
         assert!(f.weights.ends_with("checkpoints/model.pth"));
+    }
+
+    #[test]
+    fn the_published_fixture_verifies_and_a_damaged_copy_does_not() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bslocoformer/mixit-small");
+        verify_model_dir(&fixture).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("checkpoints")).unwrap();
+        std::fs::copy(
+            fixture.join("merged_config.yaml"),
+            d.join("merged_config.yaml"),
+        )
+        .unwrap();
+        let bytes = std::fs::read(fixture.join("checkpoints/model.pth")).unwrap();
+        std::fs::write(d.join("checkpoints/model.pth"), &bytes[..bytes.len() / 3]).unwrap();
+        assert!(verify_model_dir(d).is_err());
     }
 }
