@@ -269,7 +269,10 @@ fn sigkill_never_leaves_partial_or_damaged_files() {
             );
         }
     };
-    for delay_ms in [400u64, 2_000, 5_000] {
+    // Each kill lands while the child is writing: once one of its own temp files (named with
+    // its pid) exists, wait `delay_ms`, check that the child still runs, then SIGKILL it.
+    let mut landed = 0;
+    for delay_ms in [0u64, 300, 1_500] {
         let mut child = bin()
             .args(["separate", input.to_str().unwrap(), "--overwrite", "--out"])
             .arg(dir.path().join("out"))
@@ -277,11 +280,35 @@ fn sigkill_never_leaves_partial_or_damaged_files() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let pid = format!(".{}-", child.id());
+        let started = std::time::Instant::now();
+        let writing = loop {
+            let own_temp = std::fs::read_dir(&track).unwrap().any(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.contains(&pid) && name.ends_with(".locosep-tmp")
+            });
+            if own_temp {
+                break true;
+            }
+            if child.try_wait().unwrap().is_some()
+                || started.elapsed() > std::time::Duration::from_secs(120)
+            {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if writing && child.try_wait().unwrap().is_none() {
+            landed += 1;
+        }
         let _ = child.kill(); // SIGKILL on Unix.
         let _ = child.wait();
-        check(&format!("killed after {delay_ms} ms"));
+        check(&format!("killed {delay_ms} ms into writing"));
     }
+    assert!(
+        landed >= 2,
+        "only {landed} of 3 kills landed while stems were being written"
+    );
     let out = run(bin()
         .args(["separate", input.to_str().unwrap(), "--overwrite", "--out"])
         .arg(dir.path().join("out")));

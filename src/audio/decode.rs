@@ -255,7 +255,28 @@ fn open_format(path: &Path) -> Result<Box<dyn FormatReader + 'static>, AudioErro
             FormatOptions::default(),
             MetadataOptions::default(),
         )
-        .map_err(|e| map_err(path, e, true))
+        .map_err(|e| match map_err(path, e, true) {
+            // A FLAC stream of zero samples is a valid file (STREAMINFO only) that the reader
+            // cannot open; it holds no audio rather than being damaged.
+            AudioError::Corrupt { .. } if flac_declares_no_samples(path) => AudioError::Empty {
+                path: path.to_path_buf(),
+            },
+            other => other,
+        })
+}
+
+/// Whether `path` starts with a FLAC STREAMINFO block whose total sample count is 0.
+fn flac_declares_no_samples(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 26];
+    let ok = File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok();
+    // "fLaC", block header (type 0 = STREAMINFO), then 10 bytes of block/frame sizes; the next
+    // 64 bits are rate (20), channels − 1 (3), bits − 1 (5) and the total samples (36).
+    ok && &head[..4] == b"fLaC"
+        && head[4] & 0x7f == 0
+        && u64::from_be_bytes(head[18..26].try_into().unwrap_or([0xff; 8])) & ((1 << 36) - 1) == 0
 }
 
 /// Number of audio tracks in a file (5 for a MUSDB18 `.stem.mp4`), from its header.

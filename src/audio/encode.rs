@@ -812,9 +812,30 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = test_buf(48000, 1, 5000);
         write_audio(&d.path().join("m.flac"), &b, SampleFormat::Flac, false).unwrap();
+        let back = crate::audio::decode_file(
+            &d.path().join("m.flac"),
+            &crate::audio::DecodeOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (back.num_channels(), back.len(), back.sample_rate),
+            (1, 5000, 48000)
+        );
         let z = AudioBuffer::new(48000, vec![vec![], vec![]]).unwrap();
-        // Zero-length output must not panic (either a valid empty file or a clean error).
-        let _ = write_audio(&d.path().join("z.flac"), &z, SampleFormat::Flac, false);
+        // Zero-length output: either a valid file that holds no samples, or a clean error
+        // that leaves no file behind — never a panic or a damaged file.
+        let zf = d.path().join("z.flac");
+        match write_audio(&zf, &z, SampleFormat::Flac, false) {
+            Ok(_) => {
+                let back = crate::audio::decode_file(&zf, &crate::audio::DecodeOptions::default());
+                assert!(
+                    matches!(&back, Err(crate::audio::AudioError::Empty { .. }))
+                        || back.as_ref().is_ok_and(|b| b.is_empty()),
+                    "an empty FLAC must read back as empty: {back:?}"
+                );
+            }
+            Err(_) => assert!(!zf.exists(), "a refused write leaves no file"),
+        }
         write_audio(&d.path().join("z.wav"), &z, SampleFormat::Wav16, false).unwrap();
     }
 
