@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod checkpoint;
+pub mod clip;
 pub mod curves;
 pub mod dataset;
 pub mod eval;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -598,13 +597,13 @@ pub fn train(
         )
     };
     let mut model = from_state_dict(model_cfg, &sd, &device)?;
-    let clip = (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip));
+    // Clipping is global-norm (`train::clip`, as the reference trainers), applied before the
+    // step; burn's own clipping would clip each tensor by its own norm.
     let mut optim = AdamWConfig::new()
         .with_beta_1(cfg.betas.0)
         .with_beta_2(cfg.betas.1)
         .with_epsilon(cfg.adam_eps)
         .with_weight_decay(cfg.weight_decay)
-        .with_grad_clipping(clip)
         .init();
     if resume {
         let opt_path = last.join("optimizer.bin");
@@ -707,7 +706,10 @@ pub fn train(
                 loss: loss_sum / k,
             });
         }
-        let grads = acc.grads();
+        let mut grads = acc.grads();
+        if cfg.grad_clip > 0.0 {
+            crate::train::clip::clip_global_norm(&model, &mut grads, f64::from(cfg.grad_clip));
+        }
         model = optim.step(state.lr, model, grads);
         state.step += 1;
         let log = StepLog {
