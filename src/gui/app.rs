@@ -353,12 +353,12 @@ impl LocosepApp {
                 config, checkpoint, ..
             } = u
             {
-                // The new model joins the preset list and becomes the Separate model.
-                let pair = (config.clone(), checkpoint.clone());
+                // The new model joins the preset list; the Fine-tune tab offers it for
+                // separating, but the Separate model changes only when the user says so.
+                let pair = (config, checkpoint);
                 if !self.settings.custom.contains(&pair) {
                     self.settings.custom.push(pair);
                 }
-                self.settings.model = ModelChoice::Config { config, checkpoint };
                 self.store_settings();
             }
         }
@@ -404,6 +404,12 @@ impl LocosepApp {
 
     /// Carries out a Fine-tune tab action.
     fn finetune_action(&mut self, action: FineTuneAction) {
+        if let FineTuneAction::UseForSeparating { config, checkpoint } = action {
+            self.settings.model = ModelChoice::Config { config, checkpoint };
+            self.finetune.offer_taken();
+            self.store_settings();
+            return;
+        }
         let Some((tx, _)) = &self.trainer else {
             return;
         };
@@ -464,6 +470,7 @@ impl LocosepApp {
                 let _ = tx.send(TrainCommand::Stop);
                 self.finetune.stopping();
             }
+            FineTuneAction::UseForSeparating { .. } => {}
         }
     }
 

@@ -3,6 +3,7 @@
 //! through its message enums); watch the loss, the validation SDR and the process memory live.
 //! When a run ends its checkpoint is added to the preset picker by the app.
 
+use std::path::PathBuf;
 use eframe::egui;
 use egui::{Color32, Pos2, RichText, Sense, Shape, Stroke, Ui, Vec2};
 
@@ -68,7 +69,7 @@ pub enum Field {
 }
 
 /// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FineTuneAction {
     /// Start a new run (`resume: false`) or continue the one in the output folder.
     Start {
@@ -79,6 +80,13 @@ pub enum FineTuneAction {
     Stop,
     /// Open a file or folder dialog for a field.
     Browse(Field),
+    /// Make the finished run's checkpoint the model Separate uses (the user accepted the offer).
+    UseForSeparating {
+        /// The run's config file.
+        config: PathBuf,
+        /// The run's weights.
+        checkpoint: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +109,9 @@ pub struct FineTunePanel {
     valid: Vec<ValidLog>,
     memory: MemoryGraph,
     messages: Vec<String>,
+    /// A finished run's (config, checkpoint), offered for separating until accepted or a new
+    /// run starts; finishing a run never changes the Separate model by itself.
+    offer: Option<(PathBuf, PathBuf)>,
 }
 
 impl FineTunePanel {
@@ -113,6 +124,7 @@ impl FineTunePanel {
             valid: Vec::new(),
             memory: MemoryGraph::default(),
             messages: Vec::new(),
+            offer: None,
         }
     }
 
@@ -132,10 +144,16 @@ impl FineTunePanel {
     /// The user pressed Start or Resume: clear the curves, wait for the worker.
     pub fn starting(&mut self) {
         self.status = Status::Starting;
+        self.offer = None;
         self.steps.clear();
         self.valid.clear();
         self.memory.clear();
         self.messages.clear();
+    }
+
+    /// The offered run became the Separate model: stop offering it.
+    pub fn offer_taken(&mut self) {
+        self.offer = None;
     }
 
     /// The user pressed Stop.
@@ -162,15 +180,16 @@ impl FineTunePanel {
             TrainUpdate::Memory(s) => self.memory.push(*s),
             TrainUpdate::Finished {
                 steps,
+                config,
                 checkpoint,
                 stopped,
-                ..
             } => {
                 let how = if *stopped { "stopped" } else { "finished" };
                 self.status = Status::Done(format!(
                     "Run {how} after {steps} steps; {} is now in the preset list.",
                     checkpoint.display()
                 ));
+                self.offer = Some((config.clone(), checkpoint.clone()));
             }
             TrainUpdate::Failed(m) => self.status = Status::Failed(m.clone()),
         }
@@ -304,6 +323,29 @@ impl FineTunePanel {
             }
             Status::Done(m) => {
                 ui.label(RichText::new(m).color(SDR));
+                if let Some((config, checkpoint)) = &self.offer {
+                    let run = checkpoint
+                        .parent()
+                        .map(|d| {
+                            let mut parts = d.iter().rev().take(2).collect::<Vec<_>>();
+                            parts.reverse();
+                            parts
+                                .iter()
+                                .map(|p| p.to_string_lossy())
+                                .collect::<Vec<_>>()
+                                .join("/")
+                        })
+                        .unwrap_or_default();
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label(format!("Use {run} for separating?"));
+                        if ui.button("Use it").clicked() {
+                            action = Some(FineTuneAction::UseForSeparating {
+                                config: config.clone(),
+                                checkpoint: checkpoint.clone(),
+                            });
+                        }
+                    });
+                }
             }
             Status::Failed(m) => {
                 ui.label(RichText::new(format!("Training failed: {m}")).color(Color32::LIGHT_RED));

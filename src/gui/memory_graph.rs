@@ -11,7 +11,8 @@ const IN_USE: Color32 = Color32::from_rgb(90, 170, 255);
 const RESERVED: Color32 = Color32::from_rgb(255, 170, 60);
 const RSS: Color32 = Color32::from_rgb(170, 170, 170);
 const PREDICTED: Color32 = Color32::from_rgb(120, 220, 120);
-const CEILING: Color32 = Color32::from_rgb(240, 80, 80);
+/// The device total is a fact about the machine, not an alarm: a neutral light grey.
+const CEILING: Color32 = Color32::from_rgb(200, 200, 210);
 
 /// Height of the legend band above the plot, in points (two lines of 11-point text).
 const LEGEND_BAND: f32 = 30.0;

@@ -454,7 +454,7 @@ fn compare_two_models_side_by_side() {
 }
 
 #[test]
-fn fine_tune_tab_starts_stops_and_adds_the_model() {
+fn fine_tune_tab_starts_stops_and_offers_the_model_without_switching() {
     use crate::train::trainer::{StepLog, TrainEvent, ValidLog};
     use crate::train::worker::{ModelSpec, TrainCommand, TrainUpdate};
     let dir = tempfile::tempdir().expect("tempdir");
@@ -551,10 +551,29 @@ fn fine_tune_tab_starts_stops_and_adds_the_model() {
     });
     h.run_ok();
     h.get_by_label_contains("Run stopped after 2 steps");
+    let before = h.state().settings().model.clone();
+    assert_ne!(
+        before,
+        ModelChoice::Config {
+            config: config.clone(),
+            checkpoint: checkpoint.clone()
+        }
+    );
     let s = h.state().settings();
     assert!(s.custom.contains(&(config.clone(), checkpoint.clone())));
-    assert_eq!(s.model, ModelChoice::Config { config, checkpoint });
+    // Finishing offers the run; the Separate model is unchanged until the user accepts.
+    h.get_by_label_contains("Use mine/best for separating?");
     h.snapshot("finetune_tab");
+    h.get_by_label("Use it").click();
+    h.run_ok();
+    assert_eq!(
+        h.state().settings().model,
+        ModelChoice::Config { config, checkpoint }
+    );
+    assert!(
+        h.query_by_label_contains("for separating?").is_none(),
+        "offer gone once taken"
+    );
 }
 
 /// A file dropped on the window with a path, as winit reports drops.
