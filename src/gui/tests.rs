@@ -648,6 +648,7 @@ fn first_start_offers_real_models_and_installed_ones_join_the_model_list() {
     h.run();
     // Opened by itself on a first start, saying what the demo model is for.
     h.get_by_label_contains("demo model is trained on synthetic songs");
+    h.snapshot("get_models");
     h.get_by_label("Download").click();
     h.run();
     let name = match req.try_recv().expect("a download request") {
