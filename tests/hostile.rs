@@ -488,6 +488,15 @@ fn bad_train_numbers_are_refused_with_the_value_and_range() {
         (&["--segment", "nan"], &["--segment", "NaN"]),
         (&["--steps", "0"], &["--steps", "at least 1"]),
         (&["--batch", "0"], &["--batch"]),
+        (
+            &["--batch", "18446744073709551615"],
+            &["--batch", "18446744073709551615", "1024"],
+        ),
+        (&["--accumulate", "0"], &["--accumulate", "65536"]),
+        (
+            &["--accumulate", "4294967296"],
+            &["--accumulate", "4294967296"],
+        ),
         (&["--si-sdr-weight", "nan"], &["--si-sdr-weight"]),
     ] {
         let mut c = bin();
@@ -500,6 +509,92 @@ fn bad_train_numbers_are_refused_with_the_value_and_range() {
             .arg(&out)
             .args(args);
         let o = run(&mut c);
+        assert_refused(&o, needles);
+        assert!(!out.exists(), "{args:?} created --out");
+    }
+}
+
+#[test]
+fn plan_refuses_bad_seconds_and_batch_with_the_value_and_range() {
+    for (args, needles) in [
+        (&["--seconds", "inf"][..], &["--seconds inf", "86400"][..]),
+        (
+            &["--seconds", "1e12"],
+            &["--seconds 1000000000000", "86400"],
+        ),
+        (&["--seconds", "NaN"], &["--seconds NaN", "86400"]),
+        (&["--seconds=-1"], &["--seconds -1", "86400"]),
+        (
+            &["--batch", "18446744073709551615"],
+            &["--batch 18446744073709551615", "65536"],
+        ),
+        (&["--batch", "0"], &["--batch 0", "65536"]),
+    ] {
+        let o = run(bin()
+            .args(["plan", "--preset", "xlarge", "--train"])
+            .args(args));
+        assert_refused(&o, needles);
+    }
+    // The largest accepted values are planned or refused with a message, never a panic.
+    let o = run(bin().args([
+        "plan",
+        "--preset",
+        "xlarge",
+        "--train",
+        "--seconds",
+        "86400",
+        "--batch",
+        "65536",
+    ]));
+    assert_refused(&o, &["too large to plan"]);
+}
+
+#[test]
+fn bench_and_synth_refuse_absurd_lengths_with_the_value_and_range() {
+    for args in [
+        &[
+            "bench",
+            "--preset",
+            "small",
+            "--device",
+            "cpu",
+            "--seconds",
+            "1e9",
+        ][..],
+        &[
+            "bench",
+            "--preset",
+            "small",
+            "--device",
+            "cpu",
+            "--seconds=-1",
+        ],
+        &[
+            "bench",
+            "--preset",
+            "small",
+            "--device",
+            "cpu",
+            "--seconds",
+            "nan",
+        ],
+    ] {
+        let o = run(bin().args(args));
+        assert_refused(&o, &["--seconds", "600"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("synth");
+    for (args, needles) in [
+        (
+            &["--tracks", "1", "--seconds", "1e9"][..],
+            &["seconds", "600", "1000000000"][..],
+        ),
+        (
+            &["--tracks", "1000000000", "--seconds", "1"],
+            &["tracks", "100000", "1000000000"],
+        ),
+    ] {
+        let o = run(bin().arg("synth").arg("--out").arg(&out).args(args));
         assert_refused(&o, needles);
         assert!(!out.exists(), "{args:?} created --out");
     }
