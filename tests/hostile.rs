@@ -599,3 +599,41 @@ fn bench_and_synth_refuse_absurd_lengths_with_the_value_and_range() {
         assert!(!out.exists(), "{args:?} created --out");
     }
 }
+
+/// A 16-bit PCM WAV header with any channel count and rate, and `frames` frames of silence.
+fn raw_wav(path: &Path, channels: u16, rate: u32, frames: usize) {
+    let data = vec![0u8; 2 * frames * usize::from(channels).clamp(1, 4)];
+    let block = channels.wrapping_mul(2);
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&channels.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&rate.wrapping_mul(u32::from(block)).to_le_bytes());
+    v.extend_from_slice(&block.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(&data);
+    std::fs::write(path, v).unwrap();
+}
+
+#[test]
+fn absurd_wav_headers_are_refused_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("ch65535.wav");
+    raw_wav(&ch, 65_535, 44_100, 5);
+    let rate1 = tmp.path().join("rate1.wav");
+    raw_wav(&rate1, 1, 1, 5);
+    let out = tmp.path().join("out");
+    for extra in [&[][..], &["--downmix"]] {
+        let o = separate(&[&ch], &out, extra);
+        assert_refused(&o, &["65535 channels", "at most 64"]);
+        assert!(!stderr(&o).contains("backtrace"), "{}", stderr(&o));
+    }
+    let o = separate(&[&rate1], &out, &[]);
+    assert_refused(&o, &["sample rate 1 Hz", "4000..=768000"]);
+}
