@@ -637,3 +637,98 @@ fn absurd_wav_headers_are_refused_without_a_panic() {
     let o = separate(&[&rate1], &out, &[]);
     assert_refused(&o, &["sample rate 1 Hz", "4000..=768000"]);
 }
+
+// ---------------------------------------------------------------- eval: no silent nonsense
+
+fn eval(data: &Path, extra: &[&std::ffi::OsStr]) -> Output {
+    let mut c = bin();
+    c.arg("eval").arg("--data").arg(data).args(extra);
+    run(&mut c)
+}
+
+fn os<'a>(args: &'a [&'a str]) -> Vec<&'a std::ffi::OsStr> {
+    args.iter().map(std::ffi::OsStr::new).collect()
+}
+
+#[test]
+fn eval_refuses_missing_or_mismatched_estimates() {
+    use std::ffi::OsStr;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let missing = tmp.path().join("nonexistent");
+    let o = eval(&data, &[OsStr::new("--estimates"), missing.as_os_str()]);
+    assert_refused(&o, &["nonexistent", "does not exist"]);
+
+    // Every track is in the estimates, with vocals of half the length.
+    let est = tmp.path().join("est");
+    for t in ["a", "b"] {
+        song(&est.join(t).join("vocals.wav"), 220.0, 1.0);
+    }
+    song(&est.join("b").join("vocals.wav"), 220.0, 0.5);
+    let o = eval(&data, &[OsStr::new("--estimates"), est.as_os_str()]);
+    assert_refused(&o, &["vocals.wav", "22050 samples", "track 'b'", "44100"]);
+
+    // The right length at another rate.
+    raw_wav(&est.join("b").join("vocals.wav"), 2, 22_050, 44_100);
+    let o = eval(&data, &[OsStr::new("--estimates"), est.as_os_str()]);
+    assert_refused(&o, &["22050 Hz", "track 'b'", "44100 Hz"]);
+
+    // A track without any estimate.
+    std::fs::remove_dir_all(est.join("b")).unwrap();
+    let o = eval(&data, &[OsStr::new("--estimates"), est.as_os_str()]);
+    assert_refused(&o, &["no estimate for track 'b'"]);
+}
+
+#[test]
+fn eval_refuses_a_nan_mean_bad_seconds_and_an_existing_json() {
+    use std::ffi::OsStr;
+    let tmp = tempfile::tempdir().unwrap();
+    let silent = tmp.path().join("silent");
+    let n = 44_100;
+    let dir = silent.join("quiet");
+    for name in ["mixture", "vocals", "drums", "bass", "other"] {
+        write_wav(
+            &dir.join(format!("{name}.wav")),
+            &[vec![0.0; n], vec![0.0; n]],
+            false,
+        );
+    }
+    let o = eval(&silent, &os(&["--baseline"]));
+    assert_refused(&o, &["no stem of any track could be scored"]);
+
+    let data = tmp.path().join("data");
+    dataset(&data);
+    for (s, shown) in [("-1", "-1"), ("NaN", "NaN"), ("1e300", "1000000000000")] {
+        let o = eval(&data, &os(&["--baseline", &format!("--seconds={s}")]));
+        assert_refused(&o, &["--seconds", shown, "21600"]);
+    }
+
+    let json = tmp.path().join("report.json");
+    std::fs::write(&json, "keep me").unwrap();
+    let o = eval(
+        &data,
+        &[
+            OsStr::new("--baseline"),
+            OsStr::new("--json"),
+            json.as_os_str(),
+        ],
+    );
+    assert_refused(&o, &["report.json", "already exists", "--overwrite"]);
+    assert_eq!(read(&json), b"keep me");
+    let o = eval(
+        &data,
+        &[
+            OsStr::new("--baseline"),
+            OsStr::new("--json"),
+            json.as_os_str(),
+            OsStr::new("--overwrite"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8(read(&json))
+            .unwrap()
+            .contains("\"summary\"")
+    );
+}
