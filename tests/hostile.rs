@@ -732,3 +732,51 @@ fn eval_refuses_a_nan_mean_bad_seconds_and_an_existing_json() {
             .contains("\"summary\"")
     );
 }
+
+// ---------------------------------------------------------------- train: useless data refused
+
+#[test]
+fn train_refuses_mixture_only_tiny_and_mismatched_tracks_naming_them() {
+    let s = train_setup();
+    let stereo = |n: usize, f: f32| [tone(n, f, 0.1), tone(n, f, 0.1)];
+    let cases: [(&str, Vec<(&str, usize)>, &[&str]); 3] = [
+        (
+            "onlymix",
+            vec![("mixture", 44_100)],
+            &["track 'onlymix'", "only a mixture"],
+        ),
+        (
+            "tiny",
+            vec![("mixture", 1), ("vocals", 1)],
+            &["track 'tiny'", "1 sample(s) long", "2205"],
+        ),
+        (
+            "lenmis",
+            vec![("mixture", 44_100), ("vocals", 44_100), ("drums", 22_050)],
+            &["track 'lenmis'", "drums.wav", "22050 samples", "44100"],
+        ),
+    ];
+    for (name, files, needles) in cases {
+        let data = s.root.join(format!("data_{name}"));
+        dataset(&data);
+        for (file, n) in files {
+            write_wav(
+                &data.join(name).join(format!("{file}.wav")),
+                &stereo(n, 440.0),
+                false,
+            );
+        }
+        let out = s.root.join(format!("out_{name}"));
+        let mut c = bin();
+        c.arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--config")
+            .arg(&s.config)
+            .arg("--out")
+            .arg(&out)
+            .args(["--steps", "1", "--segment", "0.1"]);
+        let o = run(&mut c);
+        assert_refused(&o, needles);
+    }
+}

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::augment::{AugmentConfig, augment};
-use super::dataset::{Example, Track, scan, split_by_track};
+use super::dataset::{Example, Track, check_for_training, scan, split_by_track};
 use super::loss::{LossConfig, SeparationLoss};
 use super::run_dir;
 use super::spectral::DiffIstft;
@@ -569,6 +569,8 @@ pub fn train(
         Some(v) => (tracks, scan(v)?),
         None => split_by_track(tracks, 0.2),
     };
+    check_for_training(&train_tracks)?;
+    check_for_training(&valid_tracks)?;
     events(TrainEvent::Message(format!(
         "{} training tracks, {} validation tracks",
         train_tracks.len(),
