@@ -488,6 +488,15 @@ fn bad_train_numbers_are_refused_with_the_value_and_range() {
         (&["--segment", "nan"], &["--segment", "NaN"]),
         (&["--steps", "0"], &["--steps", "at least 1"]),
         (&["--batch", "0"], &["--batch"]),
+        (
+            &["--batch", "18446744073709551615"],
+            &["--batch", "18446744073709551615", "1024"],
+        ),
+        (&["--accumulate", "0"], &["--accumulate", "65536"]),
+        (
+            &["--accumulate", "4294967296"],
+            &["--accumulate", "4294967296"],
+        ),
         (&["--si-sdr-weight", "nan"], &["--si-sdr-weight"]),
     ] {
         let mut c = bin();
@@ -502,5 +511,272 @@ fn bad_train_numbers_are_refused_with_the_value_and_range() {
         let o = run(&mut c);
         assert_refused(&o, needles);
         assert!(!out.exists(), "{args:?} created --out");
+    }
+}
+
+#[test]
+fn plan_refuses_bad_seconds_and_batch_with_the_value_and_range() {
+    for (args, needles) in [
+        (&["--seconds", "inf"][..], &["--seconds inf", "86400"][..]),
+        (
+            &["--seconds", "1e12"],
+            &["--seconds 1000000000000", "86400"],
+        ),
+        (&["--seconds", "NaN"], &["--seconds NaN", "86400"]),
+        (&["--seconds=-1"], &["--seconds -1", "86400"]),
+        (
+            &["--batch", "18446744073709551615"],
+            &["--batch 18446744073709551615", "65536"],
+        ),
+        (&["--batch", "0"], &["--batch 0", "65536"]),
+    ] {
+        let o = run(bin()
+            .args(["plan", "--preset", "xlarge", "--train"])
+            .args(args));
+        assert_refused(&o, needles);
+    }
+    // The largest accepted values are planned or refused with a message, never a panic.
+    let o = run(bin().args([
+        "plan",
+        "--preset",
+        "xlarge",
+        "--train",
+        "--seconds",
+        "86400",
+        "--batch",
+        "65536",
+    ]));
+    assert_refused(&o, &["too large to plan"]);
+}
+
+#[test]
+fn bench_and_synth_refuse_absurd_lengths_with_the_value_and_range() {
+    for args in [
+        &[
+            "bench",
+            "--preset",
+            "small",
+            "--device",
+            "cpu",
+            "--seconds",
+            "1e9",
+        ][..],
+        &[
+            "bench",
+            "--preset",
+            "small",
+            "--device",
+            "cpu",
+            "--seconds=-1",
+        ],
+        &[
+            "bench",
+            "--preset",
+            "small",
+            "--device",
+            "cpu",
+            "--seconds",
+            "nan",
+        ],
+    ] {
+        let o = run(bin().args(args));
+        assert_refused(&o, &["--seconds", "600"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("synth");
+    for (args, needles) in [
+        (
+            &["--tracks", "1", "--seconds", "1e9"][..],
+            &["seconds", "600", "1000000000"][..],
+        ),
+        (
+            &["--tracks", "1000000000", "--seconds", "1"],
+            &["tracks", "100000", "1000000000"],
+        ),
+    ] {
+        let o = run(bin().arg("synth").arg("--out").arg(&out).args(args));
+        assert_refused(&o, needles);
+        assert!(!out.exists(), "{args:?} created --out");
+    }
+}
+
+/// A 16-bit PCM WAV header with any channel count and rate, and `frames` frames of silence.
+fn raw_wav(path: &Path, channels: u16, rate: u32, frames: usize) {
+    let data = vec![0u8; 2 * frames * usize::from(channels).clamp(1, 4)];
+    let block = channels.wrapping_mul(2);
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&channels.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&rate.wrapping_mul(u32::from(block)).to_le_bytes());
+    v.extend_from_slice(&block.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(&data);
+    std::fs::write(path, v).unwrap();
+}
+
+#[test]
+fn absurd_wav_headers_are_refused_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = tmp.path().join("ch65535.wav");
+    raw_wav(&ch, 65_535, 44_100, 5);
+    let rate1 = tmp.path().join("rate1.wav");
+    raw_wav(&rate1, 1, 1, 5);
+    let out = tmp.path().join("out");
+    for extra in [&[][..], &["--downmix"]] {
+        let o = separate(&[&ch], &out, extra);
+        assert_refused(&o, &["65535 channels", "at most 64"]);
+        assert!(!stderr(&o).contains("backtrace"), "{}", stderr(&o));
+    }
+    let o = separate(&[&rate1], &out, &[]);
+    assert_refused(&o, &["sample rate 1 Hz", "4000..=768000"]);
+}
+
+// ---------------------------------------------------------------- eval: no silent nonsense
+
+fn eval(data: &Path, extra: &[&std::ffi::OsStr]) -> Output {
+    let mut c = bin();
+    c.arg("eval").arg("--data").arg(data).args(extra);
+    run(&mut c)
+}
+
+fn os<'a>(args: &'a [&'a str]) -> Vec<&'a std::ffi::OsStr> {
+    args.iter().map(std::ffi::OsStr::new).collect()
+}
+
+#[test]
+fn eval_refuses_missing_or_mismatched_estimates() {
+    use std::ffi::OsStr;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let missing = tmp.path().join("nonexistent");
+    let o = eval(&data, &[OsStr::new("--estimates"), missing.as_os_str()]);
+    assert_refused(&o, &["nonexistent", "does not exist"]);
+
+    // Every track is in the estimates, with vocals of half the length.
+    let est = tmp.path().join("est");
+    for t in ["a", "b"] {
+        song(&est.join(t).join("vocals.wav"), 220.0, 1.0);
+    }
+    song(&est.join("b").join("vocals.wav"), 220.0, 0.5);
+    let o = eval(&data, &[OsStr::new("--estimates"), est.as_os_str()]);
+    assert_refused(&o, &["vocals.wav", "22050 samples", "track 'b'", "44100"]);
+
+    // The right length at another rate.
+    raw_wav(&est.join("b").join("vocals.wav"), 2, 22_050, 44_100);
+    let o = eval(&data, &[OsStr::new("--estimates"), est.as_os_str()]);
+    assert_refused(&o, &["22050 Hz", "track 'b'", "44100 Hz"]);
+
+    // A track without any estimate.
+    std::fs::remove_dir_all(est.join("b")).unwrap();
+    let o = eval(&data, &[OsStr::new("--estimates"), est.as_os_str()]);
+    assert_refused(&o, &["no estimate for track 'b'"]);
+}
+
+#[test]
+fn eval_refuses_a_nan_mean_bad_seconds_and_an_existing_json() {
+    use std::ffi::OsStr;
+    let tmp = tempfile::tempdir().unwrap();
+    let silent = tmp.path().join("silent");
+    let n = 44_100;
+    let dir = silent.join("quiet");
+    for name in ["mixture", "vocals", "drums", "bass", "other"] {
+        write_wav(
+            &dir.join(format!("{name}.wav")),
+            &[vec![0.0; n], vec![0.0; n]],
+            false,
+        );
+    }
+    let o = eval(&silent, &os(&["--baseline"]));
+    assert_refused(&o, &["no stem of any track could be scored"]);
+
+    let data = tmp.path().join("data");
+    dataset(&data);
+    for (s, shown) in [("-1", "-1"), ("NaN", "NaN"), ("1e300", "1000000000000")] {
+        let o = eval(&data, &os(&["--baseline", &format!("--seconds={s}")]));
+        assert_refused(&o, &["--seconds", shown, "21600"]);
+    }
+
+    let json = tmp.path().join("report.json");
+    std::fs::write(&json, "keep me").unwrap();
+    let o = eval(
+        &data,
+        &[
+            OsStr::new("--baseline"),
+            OsStr::new("--json"),
+            json.as_os_str(),
+        ],
+    );
+    assert_refused(&o, &["report.json", "already exists", "--overwrite"]);
+    assert_eq!(read(&json), b"keep me");
+    let o = eval(
+        &data,
+        &[
+            OsStr::new("--baseline"),
+            OsStr::new("--json"),
+            json.as_os_str(),
+            OsStr::new("--overwrite"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8(read(&json))
+            .unwrap()
+            .contains("\"summary\"")
+    );
+}
+
+// ---------------------------------------------------------------- train: useless data refused
+
+#[test]
+fn train_refuses_mixture_only_tiny_and_mismatched_tracks_naming_them() {
+    let s = train_setup();
+    let stereo = |n: usize, f: f32| [tone(n, f, 0.1), tone(n, f, 0.1)];
+    let cases: [(&str, Vec<(&str, usize)>, &[&str]); 3] = [
+        (
+            "onlymix",
+            vec![("mixture", 44_100)],
+            &["track 'onlymix'", "only a mixture"],
+        ),
+        (
+            "tiny",
+            vec![("mixture", 1), ("vocals", 1)],
+            &["track 'tiny'", "1 sample(s) long", "2205"],
+        ),
+        (
+            "lenmis",
+            vec![("mixture", 44_100), ("vocals", 44_100), ("drums", 22_050)],
+            &["track 'lenmis'", "drums.wav", "22050 samples", "44100"],
+        ),
+    ];
+    for (name, files, needles) in cases {
+        let data = s.root.join(format!("data_{name}"));
+        dataset(&data);
+        for (file, n) in files {
+            write_wav(
+                &data.join(name).join(format!("{file}.wav")),
+                &stereo(n, 440.0),
+                false,
+            );
+        }
+        let out = s.root.join(format!("out_{name}"));
+        let mut c = bin();
+        c.arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--config")
+            .arg(&s.config)
+            .arg("--out")
+            .arg(&out)
+            .args(["--steps", "1", "--segment", "0.1"]);
+        let o = run(&mut c);
+        assert_refused(&o, needles);
     }
 }

@@ -55,6 +55,10 @@ use super::{AudioBuffer, AudioError};
 pub const MAX_CHANNELS: usize = 64;
 /// Largest sample rate accepted (Hz).
 pub const MAX_SAMPLE_RATE: u32 = 768_000;
+/// Smallest sample rate accepted (Hz). The lowest rate in real use is 8 kHz (telephony); below
+/// 4 kHz nothing of music is left, and resampling such a rate to a model's 44.1 kHz needs FFTs
+/// of millions of points (a 1 Hz header cost 2.2 GB for 5 samples).
+pub const MIN_SAMPLE_RATE: u32 = 4_000;
 /// Longest audio accepted, in seconds (6 hours). Protects against absurd lengths reported by
 /// headers and against unbounded memory growth while decoding.
 pub const MAX_DURATION_SECS: u64 = 6 * 3600;
@@ -243,6 +247,8 @@ fn open_format(path: &Path) -> Result<Box<dyn FormatReader + 'static>, AudioErro
             path: path.to_path_buf(),
         });
     }
+    let mut file = file;
+    check_wav_header(path, &mut file)?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -277,6 +283,49 @@ fn flac_declares_no_samples(path: &Path) -> bool {
     ok && &head[..4] == b"fLaC"
         && head[4] & 0x7f == 0
         && u64::from_be_bytes(head[18..26].try_into().unwrap_or([0xff; 8])) & ((1 << 36) - 1) == 0
+}
+
+/// Checks the channel count and sample rate of a RIFF/WAVE `fmt ` chunk before symphonia
+/// parses it: symphonia's WAV reader multiplies header fields unchecked (65 535 channels
+/// overflowed in `chunks.rs`). Only the first 64 KiB are searched; the file is rewound.
+/// Files that are not RIFF/WAVE, or whose `fmt ` chunk is not found there, are left to symphonia.
+fn check_wav_header(path: &Path, file: &mut File) -> Result<(), AudioError> {
+    let read_err = |source| AudioError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = Vec::with_capacity(1 << 16);
+    file.by_ref()
+        .take(1 << 16)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    if let Some((channels, rate)) = wav_fmt(&head) {
+        check_channels(path, usize::from(channels))?;
+        check_rate(path, rate)?;
+    }
+    Ok(())
+}
+
+/// `(channels, sample rate)` of the first `fmt ` chunk of a RIFF/WAVE header in `head`.
+fn wav_fmt(head: &[u8]) -> Option<(u16, u32)> {
+    if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while let Some(id) = head.get(at..at + 4) {
+        let size = u32::from_le_bytes(head.get(at + 4..at + 8)?.try_into().ok()?) as usize;
+        let body = at + 8;
+        if id == b"fmt " {
+            let f = head.get(body..body + 8)?;
+            let channels = u16::from_le_bytes([f[2], f[3]]);
+            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+            return Some((channels, rate));
+        }
+        // Chunks are padded to an even size.
+        at = body.checked_add(size)?.checked_add(size & 1)?;
+    }
+    None
 }
 
 /// Number of audio tracks in a file (5 for a MUSDB18 `.stem.mp4`), from its header.
@@ -343,10 +392,12 @@ fn audio_params(path: &Path, track: &Track) -> Result<(Option<u32>, Option<usize
 }
 
 fn check_rate(path: &Path, rate: u32) -> Result<(), AudioError> {
-    if rate == 0 || rate > MAX_SAMPLE_RATE {
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
         return Err(AudioError::TooLarge {
             path: path.to_path_buf(),
-            detail: format!("sample rate {rate} Hz is outside 1..={MAX_SAMPLE_RATE} Hz"),
+            detail: format!(
+                "sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz"
+            ),
         });
     }
     Ok(())
@@ -690,12 +741,41 @@ impl StreamDecoder {
     }
 }
 
-/// Runs `f`, turning a panic inside symphonia into [`AudioError::Corrupt`].
+thread_local! {
+    /// Set while this thread runs inside [`guard`]: the panic hook then stays silent.
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that says nothing for panics inside [`guard`]
+/// (they are caught and reported as an error) and defers to the previous hook otherwise.
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_GUARD.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic inside symphonia into [`AudioError::Corrupt`] that carries the
+/// panic message; the panic itself prints nothing (no backtrace reaches the user).
 fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, AudioError>) -> Result<T, AudioError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+    install_quiet_hook();
+    let was = IN_GUARD.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARD.with(|g| g.set(was));
+    result.unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
         Err(AudioError::Corrupt {
             path: path.to_path_buf(),
-            detail: "the decoder crashed on malformed data".into(),
+            detail: format!("the decoder crashed on malformed data ({why})"),
         })
     })
 }
@@ -998,6 +1078,79 @@ mod tests {
         let mut f = File::create(&p).unwrap();
         f.write_all(bytes).unwrap();
         p
+    }
+
+    /// A 16-bit PCM WAV with `channels`, `rate` and `frames` zero frames, written by hand (no
+    /// library refuses the header first).
+    fn raw_wav(channels: u16, rate: u32, frames: usize) -> Vec<u8> {
+        let data = vec![0u8; 2 * frames * usize::from(channels.max(1)).min(4)];
+        let block = channels.wrapping_mul(2);
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&16u32.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&channels.to_le_bytes());
+        v.extend_from_slice(&rate.to_le_bytes());
+        v.extend_from_slice(&rate.wrapping_mul(u32::from(block)).to_le_bytes());
+        v.extend_from_slice(&block.to_le_bytes());
+        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&data);
+        v
+    }
+
+    #[test]
+    fn absurd_wav_headers_are_refused_before_symphonia() {
+        let d = tempfile::tempdir().unwrap();
+        for (name, channels, rate, needle) in [
+            ("ch65535.wav", 65_535, 44_100, "65535 channels (at most 64"),
+            (
+                "rate1.wav",
+                1,
+                1,
+                "sample rate 1 Hz is outside 4000..=768000",
+            ),
+            ("rate3999.wav", 2, 3_999, "sample rate 3999 Hz"),
+        ] {
+            let p = write_file(d.path(), name, &raw_wav(channels, rate, 5));
+            for downmix in [false, true] {
+                let opts = DecodeOptions {
+                    downmix,
+                    ..Default::default()
+                };
+                let err = decode_file(&p, &opts).expect_err(name).to_string();
+                assert!(err.contains(needle), "{name}: {err}");
+                assert!(!err.contains("crashed"), "{name}: {err}");
+            }
+        }
+        // The floor itself decodes.
+        let p = write_file(d.path(), "rate4000.wav", &raw_wav(1, 4_000, 5));
+        let buf = decode_file(&p, &DecodeOptions::default()).unwrap();
+        assert_eq!(buf.sample_rate, 4_000);
+    }
+
+    #[test]
+    fn wav_fmt_skips_chunks_and_is_bounded() {
+        let mut v = b"RIFF\0\0\0\0WAVEJUNK\x03\0\0\0abc\0".to_vec();
+        v.extend_from_slice(&raw_wav(3, 8_000, 0)[12..]);
+        assert_eq!(wav_fmt(&v), Some((3, 8_000)));
+        assert_eq!(wav_fmt(b"RIFF\0\0\0\0WAVEJUNK\xff\xff\xff\xff"), None);
+        assert_eq!(wav_fmt(b"fLaC"), None);
+    }
+
+    #[test]
+    fn a_panic_in_the_guard_becomes_an_error_with_its_message() {
+        let err = guard(Path::new("x.wav"), || -> Result<(), AudioError> {
+            panic!("attempt to multiply with overflow")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("crashed"), "{err}");
+        assert!(err.contains("attempt to multiply with overflow"), "{err}");
+        assert!(!IN_GUARD.with(std::cell::Cell::get));
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::memory::sampler::{MemorySampler, process_rss, reset_peak_rss};
 use crate::model::config::preset;
 use crate::model::loader::init_state_dict;
 
+/// Longest audio `bench --seconds` accepts (ten minutes).
+pub const MAX_BENCH_SECONDS: f64 = 600.0;
+
 /// Arguments of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -72,12 +75,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ),
     }
     let cfg = preset(&a.preset)?.config;
+    let min_seconds = cfg.n_fft as f64 / cfg.sample_rate as f64;
+    if !(a.seconds.is_finite() && (min_seconds..=MAX_BENCH_SECONDS).contains(&a.seconds)) {
+        anyhow::bail!(
+            "--seconds {} is out of range: it must be between one STFT window ({min_seconds:.4} s) \
+             and {MAX_BENCH_SECONDS} s",
+            a.seconds
+        );
+    }
     let device = resolve(a.device)?;
     let sd = init_state_dict(&cfg, 0);
     let mut sep = Separator::new(cfg.clone(), &sd, device)?;
     sep.set_max_chunk_bytes((a.chunk_mib > 0).then_some(a.chunk_mib << 20));
     drop(sd);
-    let n = (a.seconds * cfg.sample_rate as f64).round() as usize;
+    let n = ((a.seconds * cfg.sample_rate as f64).round() as usize).max(cfg.n_fft);
     // Two channels of a synthetic signal (sines + a little noise), as the reference benchmark.
     let mut seed = 12345u32;
     let mut noise = move || {

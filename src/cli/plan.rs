@@ -5,8 +5,14 @@ use clap::Args;
 
 use crate::memory::planner::{
     AttentionStrategy, BackendKind, Mode, PlanRequest, fit, format_bytes, parse_bytes, plan,
+    plan_checked,
 };
 use crate::model::config::{ModelConfig, builtin_presets, preset};
+
+/// Longest segment `plan --seconds` accepts: one day.
+pub const MAX_PLAN_SECONDS: f64 = 86_400.0;
+/// Largest `plan --batch`.
+pub const MAX_PLAN_BATCH: usize = 65_536;
 
 /// Arguments of `plan`.
 #[derive(Args, Debug)]
@@ -171,25 +177,34 @@ pub fn run(a: PlanArgs) -> Result<()> {
         return Ok(());
     }
     let chunk = parse_bytes(&a.chunk)?;
-    let seg = a.seconds.map_or(m.segment_samples, |s| {
-        (s * m.sample_rate as f64).round() as usize
-    });
-    if seg < m.n_fft {
-        bail!(
-            "--seconds must be at least one STFT window ({} samples)",
+    let min_seconds = m.n_fft as f64 / m.sample_rate.max(1) as f64;
+    let seg = match a.seconds {
+        None => m.segment_samples,
+        Some(s) if s.is_finite() && (min_seconds..=MAX_PLAN_SECONDS).contains(&s) => {
+            ((s * m.sample_rate as f64).round() as usize).max(m.n_fft)
+        }
+        Some(s) => bail!(
+            "--seconds {s} is out of range: it must be between one STFT window \
+             ({min_seconds:.4} s = {} samples) and {MAX_PLAN_SECONDS} s",
             m.n_fft
+        ),
+    };
+    if !(1..=MAX_PLAN_BATCH).contains(&a.batch) {
+        bail!(
+            "--batch {} is out of range: it must be between 1 and {MAX_PLAN_BATCH}",
+            a.batch
         );
     }
     let req = PlanRequest {
         segment_samples: seg,
-        batch: a.batch.max(1),
+        batch: a.batch,
         song_channels: a.channels,
         mode: mode(&a),
         attention: strategy(&a.attention, chunk)?,
         offload_checkpoints: a.offload,
         ..PlanRequest::new(&m)
     };
-    let p = plan(&m, &req);
+    let p = plan_checked(&m, &req)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {

@@ -106,7 +106,13 @@ pub struct EvalArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Replace an existing `--json` file.
+    #[arg(long)]
+    pub overwrite: bool,
 }
+
+/// Longest `eval --seconds` excerpt accepted (6 hours, the decoder's limit).
+pub const MAX_EVAL_SECONDS: f64 = 6.0 * 3600.0;
 
 fn model_config(preset_name: &Option<String>, config: &Option<PathBuf>) -> Result<ModelConfig> {
     Ok(match (preset_name, config) {
@@ -239,6 +245,22 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
 
 /// Runs `eval`.
 pub fn run_eval(a: EvalArgs) -> Result<()> {
+    if !(a.seconds.is_finite() && (0.0..=MAX_EVAL_SECONDS).contains(&a.seconds)) {
+        bail!(
+            "--seconds {} is out of range: it must be between 0 (whole tracks) and \
+             {MAX_EVAL_SECONDS} s",
+            a.seconds
+        );
+    }
+    if let Some(p) = &a.json
+        && p.exists()
+        && !a.overwrite
+    {
+        bail!(
+            "the JSON report '{}' already exists; pass --overwrite to replace it",
+            p.display()
+        );
+    }
     let tracks = scan(&a.data)?;
     let report = if a.baseline || a.estimates.is_some() {
         evaluate_estimates(&tracks, a.estimates.as_deref(), a.seconds, 44_100)?
@@ -249,7 +271,14 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         })?
     };
     print!("{}", report.table());
-    println!("mean SDR over stems: {:.2} dB", report.mean_sdr());
+    let mean = report.mean_sdr();
+    if !mean.is_finite() {
+        bail!(
+            "no stem of any track could be scored (SDR is undefined for every stem: silent or \
+             empty references, or excerpts too short); check --data and --seconds"
+        );
+    }
+    println!("mean SDR over stems: {mean:.2} dB");
     if !a.baseline {
         // Context for the numbers: the same metrics for the mixture used as every stem.
         let baseline = evaluate_estimates(&tracks, None, a.seconds, 44_100)?;
@@ -258,7 +287,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     if let Some(p) = &a.json {
         let js = serde_json::to_string_pretty(&report)?;
-        crate::audio::encode::write_atomic(p, true, |f| {
+        crate::audio::encode::write_atomic(p, a.overwrite, |f| {
             std::io::Write::write_all(f, js.as_bytes())
         })?;
     }

@@ -857,6 +857,91 @@ impl Largest {
     }
 }
 
+/// A request too large for the planner's `u64` byte arithmetic (more than 1 PiB in one term),
+/// refused by [`plan_checked`] before any product can overflow.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "this request is too large to plan: {what} alone would need about {bytes:.3e} bytes \
+     (the planner handles at most {limit:.3e} bytes per term)"
+)]
+pub struct PlanTooLarge {
+    /// The term that is too large.
+    pub what: &'static str,
+    /// Its size in bytes (as a float: it may not fit a `u64`).
+    pub bytes: f64,
+    /// The largest term the planner accepts.
+    pub limit: f64,
+}
+
+/// The largest term [`plan_checked`] lets through (1 PiB). Every total `plan` forms is a sum of
+/// fewer than 256 products, each at most a small constant (≤ 16) times one of the terms bounded
+/// there (the per-block ones already summed over the blocks), so `2^8 · 2^4 · 2^50 < 2^64`
+/// keeps its `u64` arithmetic from overflowing.
+const MAX_TERM_BYTES: u128 = 1 << 50;
+
+/// Like [`plan`], but first bounds, in `u128`, the largest products `plan` forms (residual
+/// stream, score tensors, iSTFT frames, output spectra and waveforms, parameters, offloaded
+/// inputs) and refuses requests whose arithmetic could overflow.
+pub fn plan_checked(model: &PlanModel, req: &PlanRequest) -> Result<MemoryPlan, PlanTooLarge> {
+    let w = |x: usize| x.max(1) as u128;
+    let n = w(req.segment_samples);
+    let t = w(model.frames(req.segment_samples));
+    let f = w(model.bins());
+    let lf = w(model.freq_len());
+    let items = w(req.batch).saturating_mul(w(req.song_channels));
+    let ac = w(model.audio_channels);
+    let sources = w(model.n_sources);
+    let c = w(model.emb_dim).max(w(model.attention_dim));
+    let heads = w(model.n_heads);
+    let hidden = w(model.ffn_hidden[0].max(model.ffn_hidden[1]));
+    let k = w(model.kernel);
+    let e = 4u128;
+    let l = t.max(lf);
+    let prod = |xs: &[u128]| xs.iter().fold(1u128, |acc, &x| acc.saturating_mul(x));
+    let terms: [(&'static str, u128); 8] = [
+        ("the residual stream", prod(&[items, c, t, lf, e])),
+        (
+            "one attention score tensor",
+            prod(&[items, l, heads, l, l, e]),
+        ),
+        ("the FFN hidden", prod(&[items, l, l + k, hidden, e])),
+        (
+            "the saved activations of every block",
+            prod(&[
+                w(model.n_layers),
+                items,
+                l,
+                l,
+                heads * l + k + c + hidden,
+                e,
+            ]),
+        ),
+        (
+            "the output spectra",
+            prod(&[items, sources, ac, t, f, 9, e]),
+        ),
+        (
+            "the iSTFT frames",
+            prod(&[items, ac, sources, t, w(model.n_fft), e]),
+        ),
+        ("the separated waveforms", prod(&[items, ac, sources, n, e])),
+        (
+            "the offloaded block inputs",
+            prod(&[w(model.n_layers), items, c, t, lf, e]),
+        ),
+    ];
+    for (what, bytes) in terms {
+        if bytes > MAX_TERM_BYTES {
+            return Err(PlanTooLarge {
+                what,
+                bytes: bytes as f64,
+                limit: MAX_TERM_BYTES as f64,
+            });
+        }
+    }
+    Ok(plan(model, req))
+}
+
 /// Predict the peak device memory of one forward (inference) or one training step.
 ///
 /// See the module docs for the conventions; the returned breakdown lists what is alive at the
@@ -1881,6 +1966,40 @@ mod tests {
             attention,
             ..PlanRequest::new(model)
         }
+    }
+
+    #[test]
+    fn huge_requests_are_refused_not_overflowed() {
+        let m = preset("xlarge");
+        for (segment_samples, batch) in [
+            (usize::MAX, 1),
+            (1_000_000_000_000 * 44_100, 1),
+            (m.segment_samples, usize::MAX),
+            (usize::MAX, usize::MAX),
+        ] {
+            for mode in [Mode::Inference, Mode::Training, Mode::TrainingCheckpointed] {
+                let r = PlanRequest {
+                    segment_samples,
+                    batch,
+                    song_channels: 2,
+                    mode,
+                    ..PlanRequest::new(&m)
+                };
+                let err = plan_checked(&m, &r).expect_err("must be refused");
+                assert!(err.to_string().contains("too large to plan"), "{err}");
+            }
+        }
+        // A large but plannable request goes through without an overflow panic.
+        let r = PlanRequest {
+            segment_samples: 10 * 44_100,
+            batch: 16,
+            song_channels: 2,
+            mode: Mode::Training,
+            attention: AttentionStrategy::Materialized,
+            ..PlanRequest::new(&m)
+        };
+        let p = plan_checked(&m, &r).expect("plannable");
+        assert!(p.peak_bytes > 0);
     }
 
     #[test]

@@ -92,6 +92,12 @@ impl Job {
     }
 }
 
+/// Longest track `synth_dataset` renders, in seconds (ten minutes, about MUSDB18's longest
+/// song; a track is held in memory while it is rendered).
+pub const MAX_SECONDS: f64 = 600.0;
+/// Most tracks one `synth_dataset` call renders.
+pub const MAX_TRACKS: usize = 100_000;
+
 /// Renders and writes the data set described by `opts`, in parallel over tracks, calling
 /// `progress(done, total)` on the calling thread once at the start and after each track.
 /// Returns the track folders in job order.
@@ -100,10 +106,16 @@ impl Job {
 /// and `opts.overwrite` is false. After a failure no new track is started; tracks already
 /// written stay, and the first error is returned.
 pub fn synth_dataset(opts: &SynthOptions, progress: &dyn Fn(usize, usize)) -> Result<Vec<PathBuf>> {
-    if !(opts.seconds.is_finite() && opts.seconds > 0.0) {
+    if !(opts.seconds.is_finite() && opts.seconds > 0.0 && opts.seconds <= MAX_SECONDS) {
         return Err(SynthError::InvalidOptions(format!(
-            "seconds must be > 0, got {}",
+            "seconds must be > 0 and at most {MAX_SECONDS}, got {}",
             opts.seconds
+        )));
+    }
+    if opts.tracks > MAX_TRACKS {
+        return Err(SynthError::InvalidOptions(format!(
+            "tracks must be at most {MAX_TRACKS}, got {}",
+            opts.tracks
         )));
     }
     let samples = (opts.seconds * f64::from(SAMPLE_RATE)).round() as usize;

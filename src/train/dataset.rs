@@ -384,6 +384,80 @@ impl Track {
     }
 }
 
+/// Shortest track accepted for training, in seconds: the shortest training segment (the
+/// spectral loss needs at least this much audio).
+pub const MIN_TRAIN_TRACK_SECONDS: f64 = 0.05;
+
+/// Refuses tracks that would train (or validate) silently wrong: a track with only a mixture
+/// (every target would be silence), a track shorter than [`MIN_TRAIN_TRACK_SECONDS`], and
+/// stem files whose sample rate or length differ from the track's (by more than 10 ms, the
+/// slack of compressed formats' decoders). The error names the track and the file.
+pub fn check_for_training(tracks: &[Track]) -> Result<(), DatasetError> {
+    for t in tracks {
+        let first = t
+            .mixture
+            .as_ref()
+            .or_else(|| t.stems.iter().flatten().next());
+        let Some(first) = first else { continue };
+        let format = |detail: String| DatasetError::Format {
+            path: first.path.clone(),
+            detail,
+        };
+        if t.stems.iter().all(Vec::is_empty) {
+            return Err(format(format!(
+                "track '{}' has only a mixture: training needs at least one stem file \
+                 ({}); every target would be silence",
+                t.name,
+                STEMS.join(", ")
+            )));
+        }
+        // A length the header does not state (some MP3s) is not checked.
+        let known = first.audio_track.is_some() || probe_info(&first.path)?.duration_secs.is_some();
+        let min = (MIN_TRAIN_TRACK_SECONDS * t.rate as f64).ceil() as usize;
+        if known && t.len < min {
+            return Err(format(format!(
+                "track '{}' is {} sample(s) long; training needs at least {min} \
+                 ({MIN_TRAIN_TRACK_SECONDS} s at {} Hz)",
+                t.name, t.len, t.rate
+            )));
+        }
+        let slack = (t.rate / 100) as usize;
+        for src in t.stems.iter().flatten() {
+            // The streams of a `.stem.mp4` share the file's length and rate.
+            if src.audio_track.is_some() {
+                continue;
+            }
+            let info = probe_info(&src.path)?;
+            let len = info
+                .duration_secs
+                .map_or(0, |d| (d * info.sample_rate as f64).round() as usize);
+            let bad = |detail: String| DatasetError::Format {
+                path: src.path.clone(),
+                detail,
+            };
+            if info.sample_rate != t.rate {
+                return Err(bad(format!(
+                    "track '{}': this stem is at {} Hz but '{}' is at {} Hz",
+                    t.name,
+                    info.sample_rate,
+                    first.path.display(),
+                    t.rate
+                )));
+            }
+            if known && info.duration_secs.is_some() && len.abs_diff(t.len) > slack {
+                return Err(bad(format!(
+                    "track '{}': this stem has {len} samples but '{}' has {}; the stems of a \
+                     track must have one length",
+                    t.name,
+                    first.path.display(),
+                    t.len
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Splits tracks into training and validation sets by track: every `k`-th track (sorted by
 /// name) is held out, `k = round(1 / valid_fraction)`.
 pub fn split_by_track(tracks: Vec<Track>, valid_fraction: f64) -> (Vec<Track>, Vec<Track>) {

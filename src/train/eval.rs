@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::dataset::{STEMS, Track, read_segment};
 use super::trainer::TrainError;
 use crate::audio::AudioBuffer;
+use crate::audio::decode::probe_info;
 use crate::dsp::metrics::{museval_sdr, nan_median, si_sdr, usdr};
 use crate::engine::{CancelToken, SeparateParams, Separator};
 
@@ -135,6 +136,14 @@ pub fn evaluate_estimates(
     seconds: f64,
     rate: u32,
 ) -> Result<EvalReport, TrainError> {
+    if let Some(dir) = estimates
+        && !dir.is_dir()
+    {
+        return Err(TrainError::Invalid(format!(
+            "the estimates folder '{}' does not exist or is not a folder",
+            dir.display()
+        )));
+    }
     let mut report = EvalReport::default();
     for t in tracks {
         let (start, len) = excerpt(t, seconds, rate);
@@ -142,13 +151,25 @@ pub fn evaluate_estimates(
         let mut est: [[Vec<f32>; 2]; 4] = Default::default();
         match estimates {
             Some(dir) => {
+                let track_dir = dir.join(&t.name);
+                let mut found = 0;
                 for (s, name) in STEMS.iter().enumerate() {
-                    let p = dir.join(&t.name).join(format!("{name}.wav"));
+                    let p = track_dir.join(format!("{name}.wav"));
                     est[s] = if p.exists() {
+                        check_estimate(&p, t)?;
+                        found += 1;
                         read_segment(&p.into(), start, len, rate)?
                     } else {
                         [vec![0.0; len], vec![0.0; len]]
                     };
+                }
+                if found == 0 {
+                    return Err(TrainError::Invalid(format!(
+                        "no estimate for track '{}': none of {} exists in '{}'",
+                        t.name,
+                        STEMS.map(|s| format!("{s}.wav")).join(", "),
+                        track_dir.display()
+                    )));
                 }
             }
             None => {
@@ -162,6 +183,39 @@ pub fn evaluate_estimates(
     }
     summarise(&mut report);
     Ok(report)
+}
+
+/// Refuses an estimate whose sample rate or length differs from its track's reference: it
+/// would be scored against the wrong samples without a word.
+fn check_estimate(path: &Path, track: &Track) -> Result<(), TrainError> {
+    let (rate, frames) = match hound::WavReader::open(path) {
+        Ok(r) => (r.spec().sample_rate, r.duration() as usize),
+        Err(_) => {
+            let info = probe_info(path)?;
+            let secs = info.duration_secs.unwrap_or(0.0);
+            (
+                info.sample_rate,
+                (secs * info.sample_rate as f64).round() as usize,
+            )
+        }
+    };
+    if rate != track.rate {
+        return Err(TrainError::Invalid(format!(
+            "estimate '{}' is at {rate} Hz but the reference of track '{}' is at {} Hz",
+            path.display(),
+            track.name,
+            track.rate
+        )));
+    }
+    if frames != track.len {
+        return Err(TrainError::Invalid(format!(
+            "estimate '{}' has {frames} samples but the reference of track '{}' has {}",
+            path.display(),
+            track.name,
+            track.len
+        )));
+    }
+    Ok(())
 }
 
 fn add_track(report: &mut EvalReport, name: &str, scores: &[StemScore; 4]) {
@@ -241,7 +295,8 @@ impl EvalReport {
         out
     }
 
-    /// Mean over stems of the summary SDR.
+    /// Mean over stems of the summary SDR, over the stems where it is defined; NaN when it is
+    /// defined for none (silent references, empty excerpts).
     pub fn mean_sdr(&self) -> f64 {
         let v: Vec<f64> = self
             .summary
@@ -249,7 +304,10 @@ impl EvalReport {
             .map(|s| s.sdr)
             .filter(|v| v.is_finite())
             .collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.iter().sum::<f64>() / v.len() as f64
     }
 }
 

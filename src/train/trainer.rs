@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::augment::{AugmentConfig, augment};
-use super::dataset::{Example, Track, scan, split_by_track};
+use super::dataset::{Example, Track, check_for_training, scan, split_by_track};
 use super::loss::{LossConfig, SeparationLoss};
 use super::run_dir;
 use super::spectral::DiffIstft;
@@ -177,6 +177,11 @@ pub const MIN_SEGMENT_SECONDS: f64 = 0.05;
 /// Longest training segment accepted (s).
 pub const MAX_SEGMENT_SECONDS: f64 = 600.0;
 
+/// Most segments per micro-batch (`--batch`): the batch is held in memory at once.
+pub const MAX_BATCH: usize = 1024;
+/// Most micro-batches per step (`--accumulate`).
+pub const MAX_ACCUMULATE: usize = 65_536;
+
 /// `Err` naming `what`, its allowed range and the value, unless `ok`.
 fn check(
     ok: bool,
@@ -199,11 +204,16 @@ impl TrainConfig {
     pub fn validate(&self, model: &ModelConfig) -> Result<(), TrainError> {
         let fin = |v: f64| v.is_finite();
         check(self.steps >= 1, "--steps", "at least 1", self.steps)?;
-        check(self.batch >= 1, "--batch", "at least 1", self.batch)?;
         check(
-            self.accumulate >= 1,
+            (1..=MAX_BATCH).contains(&self.batch),
+            "--batch",
+            &format!("between 1 and {MAX_BATCH}"),
+            self.batch,
+        )?;
+        check(
+            (1..=MAX_ACCUMULATE).contains(&self.accumulate),
             "--accumulate",
-            "at least 1",
+            &format!("between 1 and {MAX_ACCUMULATE}"),
             self.accumulate,
         )?;
         check(
@@ -558,6 +568,8 @@ pub fn train(
         Some(v) => (tracks, scan(v)?),
         None => split_by_track(tracks, 0.2),
     };
+    check_for_training(&train_tracks)?;
+    check_for_training(&valid_tracks)?;
     events(TrainEvent::Message(format!(
         "{} training tracks, {} validation tracks",
         train_tracks.len(),
