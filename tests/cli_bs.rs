@@ -3,26 +3,14 @@
 //! `model-check` accepts the band-split fixtures.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use locosep::model::state_dict::read_safetensors;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_locosep"))
-}
+mod common;
+use common::{bin, run};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bslocoformer")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("binary runs");
-    eprintln!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]

@@ -10,35 +10,11 @@ use locosep::model::loader::from_state_dict;
 use locosep::model::network::ForwardOptions;
 use locosep::model::state_dict::{StateDict, TensorF32, load_state_dict, read_safetensors};
 
+mod common;
+use common::{compare, to_vec};
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tflocoformer")
-}
-
-/// Compares one tensor and returns a readable failure line instead of panicking, so that a
-/// test can name the FIRST diverging tap.
-fn compare(name: &str, got: &[f32], want: &TensorF32) -> Result<f32, String> {
-    if got.len() != want.data.len() {
-        return Err(format!(
-            "{name}: {} values, reference has {}",
-            got.len(),
-            want.data.len()
-        ));
-    }
-    let max_ref = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let tol = 1e-4 * max_ref.max(1.0);
-    let diff = got
-        .iter()
-        .zip(&want.data)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    if diff <= tol && diff.is_finite() {
-        Ok(diff)
-    } else {
-        Err(format!("{name}: max|diff| = {diff:e} > tol {tol:e}"))
-    }
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
 /// Builds the `[B, 2, T, F]` encoder input from `<prefix>.real` / `<prefix>.imag` `[B, T, F]`.

@@ -51,21 +51,7 @@ fn run(cfg: &TrainConfig, resume: bool) -> TrainState {
 }
 
 fn train_config(data: &Path, out: &Path, steps: usize) -> TrainConfig {
-    let mut cfg = TrainConfig {
-        data: data.to_path_buf(),
-        valid: Some(data.to_path_buf()),
-        out: out.to_path_buf(),
-        steps,
-        segment_seconds: 0.25,
-        lr: 3e-3,
-        valid_every: 0,
-        valid_seconds: 1.0,
-        save_every: 1,
-        seed: 5,
-        ..Default::default()
-    };
-    cfg.augment.remix = false;
-    cfg
+    common::train_config(data, out, steps, 0.25, 5)
 }
 
 #[test]

@@ -12,6 +12,8 @@ use locosep::model::state_dict::load_state_dict;
 use locosep::synth::musdb::{SynthOptions, synth_dataset};
 use locosep::train::trainer::{TrainConfig, TrainEvent, TrainState, train};
 
+mod common;
+
 /// mixit-mss's layout at test size: stereo, 62 bands of a 2048-point STFT, 8 channels.
 fn tiny_bs() -> ModelConfig {
     let toml = r#"
@@ -51,21 +53,7 @@ fn run(cfg: &TrainConfig, resume: bool) -> TrainState {
 }
 
 fn train_config(data: &Path, out: &Path, steps: usize) -> TrainConfig {
-    let mut cfg = TrainConfig {
-        data: data.to_path_buf(),
-        valid: Some(data.to_path_buf()),
-        out: out.to_path_buf(),
-        steps,
-        segment_seconds: 0.3,
-        lr: 3e-3,
-        valid_every: 0,
-        valid_seconds: 1.0,
-        save_every: 1,
-        seed: 9,
-        ..Default::default()
-    };
-    cfg.augment.remix = false;
-    cfg
+    common::train_config(data, out, steps, 0.3, 9)
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //! through its message enums); watch the loss, the validation SDR and the process memory live.
 //! When a run ends its checkpoint is added to the preset picker by the app.
 
-use std::path::PathBuf;
 use eframe::egui;
 use egui::{Color32, Pos2, RichText, Sense, Shape, Stroke, Ui, Vec2};
+use std::path::PathBuf;
 
 use super::memory_graph::MemoryGraph;
 use crate::train::trainer::{StepLog, TrainEvent, ValidLog};

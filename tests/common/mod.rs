@@ -1,4 +1,55 @@
-//! Pieces shared by the integration tests (each test file includes this with `mod common;`).
+//! Pieces shared by the integration tests (each test file includes this with `mod common;`;
+//! a test file uses only some of them).
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+use locosep::model::state_dict::TensorF32;
+
+/// The `locosep` binary built for these tests.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_locosep"))
+}
+
+/// Runs `cmd`, printing its stdout and stderr (shown when a test fails).
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("binary runs");
+    eprintln!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Compares one tensor with its reference at the fixture tolerance
+/// `max |a − b| ≤ 1e-4 · max(1, max |ref|)`: `Ok(max diff)`, or a line naming the tensor (so
+/// that a test can name the first diverging tap instead of panicking at the first).
+pub fn compare(name: &str, got: &[f32], want: &TensorF32) -> Result<f32, String> {
+    if got.len() != want.data.len() {
+        return Err(format!(
+            "{name}: {} values, reference has {}",
+            got.len(),
+            want.data.len()
+        ));
+    }
+    let max_ref = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let tol = 1e-4 * max_ref.max(1.0);
+    let diff = got
+        .iter()
+        .zip(&want.data)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    if diff <= tol && diff.is_finite() {
+        Ok(diff)
+    } else {
+        Err(format!("{name}: max|diff| = {diff:e} > tol {tol:e}"))
+    }
+}
+
+/// A tensor's values on the host.
+pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
 
 /// A TF-Locoformer config small enough for a test — one layer, 8 channels, 2 heads, hidden
 /// 16 — with the given STFT and `[audio]` section (TOML lines).
@@ -30,4 +81,30 @@ dropout = 0.0
 {audio}
 "#
     )
+}
+
+/// A training run for the tests: `steps` steps on `data` (also the validation set), segments of
+/// `segment` seconds, checkpoints every step, no remixing, validation off, seeded.
+pub fn train_config(
+    data: &std::path::Path,
+    out: &std::path::Path,
+    steps: usize,
+    segment: f64,
+    seed: u64,
+) -> locosep::train::TrainConfig {
+    let mut cfg = locosep::train::TrainConfig {
+        data: data.to_path_buf(),
+        valid: Some(data.to_path_buf()),
+        out: out.to_path_buf(),
+        steps,
+        segment_seconds: segment,
+        lr: 3e-3,
+        valid_every: 0,
+        valid_seconds: 1.0,
+        save_every: 1,
+        seed,
+        ..Default::default()
+    };
+    cfg.augment.remix = false;
+    cfg
 }
