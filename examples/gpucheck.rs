@@ -16,7 +16,7 @@ fn main() {
     let net_g = from_state_dict(&cfg, &sd, &gpu).unwrap();
     println!(
         "largest allocation on the GPU: {:?} bytes",
-        locosep::kernels::attention::bench::max_allocation_bytes(&gpu)
+        locosep::kernels::device::max_allocation_bytes(&gpu)
     );
     let f = cfg.n_fft / 2 + 1;
     for t in args[2..].iter().map(|a| a.parse::<usize>().unwrap()) {

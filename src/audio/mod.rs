@@ -11,6 +11,12 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// File extensions of the audio files locosep decodes (symphonia's demuxers and codecs as built
+/// here): what the open dialog offers and what a dataset folder's stems may be.
+pub const AUDIO_EXTENSIONS: [&str; 9] = [
+    "wav", "flac", "mp3", "ogg", "oga", "m4a", "aac", "mp4", "aiff",
+];
+
 pub mod decode;
 pub mod encode;
 pub mod resample;

@@ -78,7 +78,7 @@ impl MemoryCase {
     /// The planner's prediction for this case (fused attention, no path sub-batching).
     pub fn predict(&self, calibration: Calibration) -> Result<MemoryPlan> {
         let cfg = self.config()?;
-        let mut m = cfg.plan_model();
+        let mut m = crate::engine::plan::plan_model(&cfg);
         m.segment_samples = self.samples(&cfg);
         let req = PlanRequest {
             batch: self.batch,

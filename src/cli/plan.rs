@@ -84,7 +84,7 @@ fn summary() -> Result<()> {
         "train (ckpt)"
     );
     for p in builtin_presets() {
-        let m = p.config.plan_model();
+        let m = crate::engine::plan::plan_model(&p.config);
         let base = PlanRequest {
             song_channels: 1,
             path_chunk_bytes: Some(256 << 20),
@@ -149,7 +149,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
         return summary();
     };
     let cfg: ModelConfig = preset(name)?.config;
-    let m = cfg.plan_model();
+    let m = crate::engine::plan::plan_model(&cfg);
     if !(1..=2).contains(&a.channels) {
         bail!("--channels must be 1 or 2");
     }

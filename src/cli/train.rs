@@ -179,7 +179,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     if let Some(b) = &a.budget {
         use crate::memory::planner::{BackendKind, Mode, fit, parse_bytes};
         let budget = parse_bytes(b)?;
-        let mut m = model_cfg.plan_model();
+        let mut m = crate::engine::plan::plan_model(&model_cfg);
         m.segment_samples = (a.segment * model_cfg.sample_rate as f64) as usize;
         let mode = if a.checkpointing {
             Mode::TrainingCheckpointed

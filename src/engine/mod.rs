@@ -5,6 +5,7 @@ pub mod css;
 pub mod device;
 pub mod export;
 pub mod messages;
+pub mod plan;
 pub mod separator;
 pub mod stream;
 pub mod worker;

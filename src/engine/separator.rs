@@ -166,7 +166,7 @@ impl Separator {
         let stft = Stft::new(cfg.n_fft, cfg.hop_length)?;
         // Default cap: 256 MiB per path intermediate, and at most half the device's largest
         // allocation (lavapipe takes no buffer over 128 MiB); the planner may lower it.
-        let device_cap = crate::kernels::attention::bench::max_allocation_bytes(&device.device)
+        let device_cap = crate::kernels::device::max_allocation_bytes(&device.device)
             .map_or(usize::MAX, |b| (b / 2) as usize);
         let opts = ForwardOptions {
             max_chunk_bytes: Some((256usize << 20).min(device_cap).max(MIN_RETRY_CHUNK_BYTES)),

@@ -31,11 +31,6 @@ use crate::engine::separator::{SeparateParams, Stems};
 use crate::train::trainer::TrainConfig;
 use crate::train::worker::{ModelSpec as TrainModel, TrainCommand, TrainUpdate};
 
-/// Extensions offered by the open dialog.
-pub(super) const AUDIO_EXTENSIONS: [&str; 9] = [
-    "wav", "flac", "mp3", "ogg", "m4a", "aac", "mp4", "aiff", "opus",
-];
-
 /// How the app is started.
 #[derive(Debug, Clone, Default)]
 pub struct AppOptions {

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::app::AUDIO_EXTENSIONS;
+use crate::audio::AUDIO_EXTENSIONS;
 
 /// What a dialog returns: the pick (`None`: the user closed it), or why no dialog can open.
 pub type Picked<T> = Result<Option<T>, String>;

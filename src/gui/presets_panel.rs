@@ -156,7 +156,7 @@ impl PresetsPanel {
         if let Some(v) = self.memo.borrow().get(&key) {
             return *v;
         }
-        let pm = config.plan_model();
+        let pm = crate::engine::plan::plan_model(&config);
         let mut req = PlanRequest::new(&pm);
         req.batch = batch.max(1);
         req.song_channels = song.channels.max(1);

@@ -4,3 +4,4 @@
 //! frequency and time paths.
 
 pub mod attention;
+pub mod device;

@@ -123,8 +123,6 @@ pub struct Track {
     pub rate: u32,
 }
 
-const AUDIO_EXT: [&str; 6] = ["wav", "flac", "mp3", "ogg", "m4a", "aac"];
-
 /// Lists the tracks of a dataset folder (sorted by name).
 pub fn scan(root: &Path) -> Result<Vec<Track>, DatasetError> {
     let io = |e| DatasetError::Io {
@@ -155,7 +153,15 @@ pub fn scan(root: &Path) -> Result<Vec<Track>, DatasetError> {
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            if !AUDIO_EXT.contains(&ext.as_str()) || crate::audio::encode::is_temp_file(&f) {
+            // A `.stem.mp4` is a whole multitrack, not one stem of this folder.
+            let multitrack = f
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .ends_with(".stem.mp4");
+            if !crate::audio::AUDIO_EXTENSIONS.contains(&ext.as_str())
+                || multitrack
+                || crate::audio::encode::is_temp_file(&f)
+            {
                 continue;
             }
             let stem = f

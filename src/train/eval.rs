@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::dataset::{STEMS, Track, read_segment};
-use super::trainer::TrainError;
+use super::error::TrainError;
 use crate::audio::AudioBuffer;
 use crate::audio::decode::probe_info;
 use crate::dsp::metrics::{museval_sdr, nan_median, si_sdr, usdr};

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod curves;
 pub mod dataset;
+pub mod error;
 pub mod eval;
 pub mod loss;
 pub mod run_dir;

@@ -154,7 +154,7 @@ fn skip_reason(device: &Device, shape: &BenchShape, mode: Mode, method: Method) 
     }
     let factor = if mode == Mode::ForwardBackward { 3 } else { 2 };
     // One score tensor must also fit in one device buffer binding (128 MiB on lavapipe).
-    let max_buffer = cube_device(device)
+    let max_buffer = crate::kernels::device::cube_device(device)
         .map(|d| d.client().properties().memory.max_page_size as usize)
         .unwrap_or(usize::MAX);
     // The built-in may materialise scores even in forward (no autotune, no flash path for this
@@ -165,39 +165,6 @@ fn skip_reason(device: &Device, shape: &BenchShape, mode: Mode, method: Method) 
         .then(|| format!("scores {} MiB", shape.score_bytes() >> 20))
 }
 
-/// The cubecl device under `device` (through an autodiff wrapper), if any.
-fn cube_device(device: &Device) -> Option<burn::cubecl::Device> {
-    fn cube(device: &burn::backend::DispatchDevice) -> Option<burn::cubecl::Device> {
-        match device {
-            burn::backend::DispatchDevice::Cube(d) => Some(d.clone()),
-            burn::backend::DispatchDevice::Autodiff(inner) => cube(inner),
-            _ => None,
-        }
-    }
-    cube(device.as_dispatch())
-}
-
-/// The largest single allocation the device accepts (cubecl's `max_page_size`, from the
-/// adapter's buffer limits: 128 MiB on lavapipe), `None` for non-cubecl devices.
-pub fn max_allocation_bytes(device: &Device) -> Option<u64> {
-    Some(
-        cube_device(device)?
-            .client()
-            .properties()
-            .memory
-            .max_page_size,
-    )
-}
-
-/// The cubecl allocator's report for `device` (every stream), `None` for non-cubecl devices.
-pub fn memory_report(device: &Device) -> Option<burn::cubecl::MemoryReport> {
-    Some(
-        cube_device(device)?
-            .client()
-            .memory_report(burn::cubecl::MemoryScope::Device),
-    )
-}
-
 /// The allocator's reserved high-water mark on a cubecl device: over every pool of every
 /// stream, the most pages it ever held times its page size (exact-size pools count their
 /// largest allocation per page). This is device memory the workload really claimed, quantised
@@ -206,7 +173,7 @@ pub fn memory_report(device: &Device) -> Option<burn::cubecl::MemoryReport> {
 /// [`fresh_wgpu_device`] per measurement. `None` for non-cubecl devices.
 pub fn reserved_peak_bytes(device: &Device) -> Option<u64> {
     use burn::cubecl::MemoryPoolKind;
-    let report = memory_report(device)?;
+    let report = crate::kernels::device::memory_report(device)?;
     let mut total = 0u64;
     for stream in &report.streams {
         let pools = &stream.pools;
@@ -226,7 +193,7 @@ pub fn reserved_peak_bytes(device: &Device) -> Option<u64> {
 }
 
 fn is_cube(device: &Device) -> bool {
-    cube_device(device).is_some()
+    crate::kernels::device::cube_device(device).is_some()
 }
 
 fn call(method: Method, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
@@ -359,7 +326,7 @@ pub fn fresh_wgpu_device() -> Option<Device> {
 pub fn measure_peak(device: &Device, f: impl FnOnce() + Send) -> Option<u64> {
     use burn::cubecl::MemoryScope;
 
-    let client = cube_device(device)?.client();
+    let client = crate::kernels::device::cube_device(device)?.client();
     device.sync().ok()?;
     client.memory_dedicated_allocation((), |()| f());
     device.sync().ok()?;

@@ -14,7 +14,6 @@ use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Shape};
 
 use super::AttentionBackend;
-use super::backward::{launch_backward, section};
 
 /// Forward shader source, templated.
 const FWD_WGSL: &str = include_str!("../../../shaders/attention_fwd.wgsl");
@@ -211,4 +210,141 @@ impl AttentionBackend for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         launch_backward(q, k, v, out, lse, grad_out)
     }
+}
+
+/// Backward shader source, templated, with one section per kernel.
+const BWD_WGSL: &str = include_str!("../../../shaders/attention_bwd.wgsl");
+
+/// Marker that opens a kernel section in a shader file.
+const SECTION_MARKER: &str = "//! kernel: ";
+
+/// The WGSL module for one kernel of a sectioned shader file: the prelude (everything before
+/// the first `//! kernel: ` line) followed by section `name`. `None` returns the whole file.
+///
+/// # Panics
+///
+/// If `name` is not a section of `source` (a programming error).
+pub(super) fn section(source: &str, name: Option<&str>) -> String {
+    let Some(name) = name else {
+        return source.to_string();
+    };
+    let mut prelude = String::new();
+    let mut body = String::new();
+    let mut current: Option<&str> = None;
+    for line in source.lines() {
+        if let Some(section) = line.strip_prefix(SECTION_MARKER) {
+            current = Some(section.trim());
+            continue;
+        }
+        match current {
+            None => prelude.push_str(line),
+            Some(section) if section == name => body.push_str(line),
+            Some(_) => continue,
+        }
+        if current.is_none() {
+            prelude.push('\n');
+        } else {
+            body.push('\n');
+        }
+    }
+    assert!(!body.is_empty(), "shader section `{name}` not found");
+    prelude + &body
+}
+
+fn bwd_kernel(name: &'static str, d: usize) -> AttentionKernel {
+    AttentionKernel {
+        source: section(BWD_WGSL, Some(name)),
+        name,
+        head_dim: d as u32,
+        block_rows: BLOCK_ROWS,
+        block_tile: tile_rows(d),
+    }
+}
+
+/// Launches preprocess, dK/dV and dQ; returns `(dQ, dK, dV)`, each `[b, h, L, d]`.
+///
+/// Memory: besides the three gradients, one `[b, h, L, 2]` buffer of (LSE, Δ) per row.
+pub(super) fn launch_backward(
+    q: CubeTensor,
+    k: CubeTensor,
+    v: CubeTensor,
+    out: CubeTensor,
+    lse: CubeTensor,
+    grad_out: CubeTensor,
+) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let [batch, heads, seq, d] = check_qkv(&q, &k, &v);
+    assert_eq!(
+        out.meta.shape(),
+        q.meta.shape(),
+        "attention backward: O shape"
+    );
+    assert_eq!(
+        grad_out.meta.shape(),
+        q.meta.shape(),
+        "attention backward: dO shape"
+    );
+    assert_eq!(
+        lse.meta.shape(),
+        &Shape::new([batch, heads, seq]),
+        "attention backward: LSE shape"
+    );
+    let q = into_contiguous(q);
+    let k = into_contiguous(k);
+    let v = into_contiguous(v);
+    let out = into_contiguous(out);
+    let lse = into_contiguous(lse);
+    let grad_out = into_contiguous(grad_out);
+
+    let slices = batch * heads;
+    let rows = slices * seq;
+    let row_tiles = seq.div_ceil(BLOCK_ROWS as usize);
+    let info = info_tensor(&q, &[slices as u32, seq as u32, row_tiles as u32]);
+
+    // Δ = rowsum(dO ∘ O), interleaved with the LSE so the later kernels need one binding.
+    let stats = empty_f32(&q, Shape::new([batch, heads, seq, 2]));
+    bwd_kernel("preprocess", d).launch(
+        &q,
+        rows.div_ceil(BLOCK_ROWS as usize),
+        vec![
+            out.handle.clone().binding(),
+            grad_out.handle.clone().binding(),
+            lse.handle.clone().binding(),
+            stats.handle.clone().binding(),
+            info.clone().binding(),
+        ],
+    );
+
+    let shape = Shape::new([batch, heads, seq, d]);
+    let grad_k = empty_f32(&q, shape.clone());
+    let grad_v = empty_f32(&q, shape.clone());
+    bwd_kernel("dkv", d).launch(
+        &q,
+        slices * row_tiles,
+        vec![
+            q.handle.clone().binding(),
+            k.handle.clone().binding(),
+            v.handle.clone().binding(),
+            grad_out.handle.clone().binding(),
+            stats.handle.clone().binding(),
+            grad_k.handle.clone().binding(),
+            grad_v.handle.clone().binding(),
+            info.clone().binding(),
+        ],
+    );
+
+    let grad_q = empty_f32(&q, shape);
+    bwd_kernel("dq", d).launch(
+        &q,
+        slices * row_tiles,
+        vec![
+            q.handle.clone().binding(),
+            k.handle.clone().binding(),
+            v.handle.clone().binding(),
+            grad_out.handle.clone().binding(),
+            stats.handle.clone().binding(),
+            grad_q.handle.clone().binding(),
+            info.binding(),
+        ],
+    );
+    (grad_q, grad_k, grad_v)
 }

@@ -231,9 +231,9 @@ mod tests {
     #[test]
     fn section_splits_prelude_and_kernels() {
         let src = "pre\n//! kernel: a\nA\n//! kernel: b\nB\n";
-        assert_eq!(backward::section(src, Some("a")), "pre\nA\n");
-        assert_eq!(backward::section(src, Some("b")), "pre\nB\n");
-        assert_eq!(backward::section(src, None), src);
+        assert_eq!(forward::section(src, Some("a")), "pre\nA\n");
+        assert_eq!(forward::section(src, Some("b")), "pre\nB\n");
+        assert_eq!(forward::section(src, None), src);
     }
 
     #[test]

@@ -332,32 +332,6 @@ impl ModelConfig {
         enc + self.n_layers * 2 * path + dec
     }
 
-    /// The dimensions the memory planner needs.
-    pub fn plan_model(&self) -> crate::memory::planner::PlanModel {
-        let h0 = self.ffn_hidden_dim.first().copied().unwrap_or(0);
-        let h1 = self.ffn_hidden_dim.get(1).copied().unwrap_or(0);
-        crate::memory::planner::PlanModel {
-            n_fft: self.n_fft,
-            hop: self.hop_length,
-            n_layers: self.n_layers,
-            emb_dim: self.emb_dim,
-            attention_dim: self.attention_dim,
-            n_heads: self.n_heads,
-            num_groups: self.num_groups,
-            ffn_hidden: [h0, h1],
-            kernel: self.conv1d_kernel,
-            n_sources: self.n_sources(),
-            audio_channels: self.audio_channels,
-            sample_rate: self.sample_rate,
-            segment_samples: self.segment_samples(),
-            bands: self
-                .band_split()
-                .map(|bs| bs.bands.clone())
-                .unwrap_or_default(),
-            layer_norm: self.norm_type == NormType::LayerNorm,
-        }
-    }
-
     /// The config as the reference's keyword-argument JSON (`TFLocoformerMSS(**config)`
     /// accepts the model keys; the extra audio keys are ours), readable by [`Self::from_file`].
     pub fn to_reference_json(&self) -> String {
