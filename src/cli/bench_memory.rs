@@ -291,13 +291,13 @@ fn run_case(case: &MemoryCase, cfg: &ModelConfig, device: &Device) -> Result<()>
         Mode::TrainingCheckpointed => {
             crate::train::checkpoint::checkpointed_gradients(&net, x, opts, None, |out| {
                 let est = crate::train::trainer::decode_output(out, &istft, n);
-                loss_fn.forward(est, y).total
+                loss_fn.forward(y, est).total
             })
             .1
         }
         _ => {
             let est = crate::train::trainer::decode_output(net.forward(x, opts), &istft, n);
-            let loss = loss_fn.forward(est, y).total;
+            let loss = loss_fn.forward(y, est).total;
             GradientsParams::from_grads(loss.backward(), &net)
         }
     };

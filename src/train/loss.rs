@@ -78,9 +78,9 @@ impl SeparationLoss {
     /// Scale-invariant SDR per row, in dB.
     ///
     /// # Shapes
-    /// - est, reference: `[R, N]`
+    /// - reference, est: `[R, N]`
     /// - output: `[R]`
-    pub fn si_sdr(&self, est: Tensor<2>, reference: Tensor<2>) -> Tensor<1> {
+    pub fn si_sdr(&self, reference: Tensor<2>, est: Tensor<2>) -> Tensor<1> {
         let eps = self.cfg.eps as f64;
         let dot = sum_rows(est.clone() * reference.clone());
         let energy = sum_rows(reference.clone().square()).add_scalar(eps);
@@ -95,9 +95,9 @@ impl SeparationLoss {
     /// Plain (scale-dependent) SDR per row, in dB.
     ///
     /// # Shapes
-    /// - est, reference: `[R, N]`
+    /// - reference, est: `[R, N]`
     /// - output: `[R]`
-    pub fn sdr(&self, est: Tensor<2>, reference: Tensor<2>) -> Tensor<1> {
+    pub fn sdr(&self, reference: Tensor<2>, est: Tensor<2>) -> Tensor<1> {
         let eps = self.cfg.eps as f64;
         let signal = sum_rows(reference.clone().square()).add_scalar(eps);
         let noise = sum_rows((est - reference).square()).add_scalar(eps);
@@ -108,13 +108,13 @@ impl SeparationLoss {
     /// Computes the loss of estimated vs true stems.
     ///
     /// # Shapes
-    /// - est, reference: `[B, S, N]`
+    /// - reference, est: `[B, S, N]`
     /// - output: scalar `[1]` plus logged parts
-    pub fn forward(&self, est: Tensor<3>, reference: Tensor<3>) -> LossParts {
+    pub fn forward(&self, reference: Tensor<3>, est: Tensor<3>) -> LossParts {
         let [b, s, n] = est.dims();
         let e2 = est.clone().reshape([b * s, n]);
         let r2 = reference.clone().reshape([b * s, n]);
-        let sdr = self.si_sdr(e2.clone(), r2.clone()); // [B·S]
+        let sdr = self.si_sdr(r2.clone(), e2.clone()); // [B·S]
         let sdr_stems: Vec<f32> = sdr
             .clone()
             .reshape([b, s])
@@ -134,7 +134,7 @@ impl SeparationLoss {
         let mut total =
             ((sdr * active.clone()).sum() / count.clone()).neg() * self.cfg.si_sdr_weight as f64;
         if self.cfg.sdr_weight > 0.0 {
-            let plain = self.sdr(e2.clone(), r2.clone());
+            let plain = self.sdr(r2.clone(), e2.clone());
             total = total - (plain * active).sum() / count * self.cfg.sdr_weight as f64;
         }
         let l1 = (e2.clone() - r2.clone()).abs().mean();
@@ -199,7 +199,7 @@ mod tests {
         let mut est: Vec<f32> = s.iter().map(|v| 0.9 * v).collect();
         est.extend(std::iter::repeat_n(0.01, n));
         let t = |v: &Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device).reshape([1, 2, n]);
-        let parts = loss.forward(t(&est), t(&reference));
+        let parts = loss.forward(t(&reference), t(&est));
         let total = scalar(&parts.total);
         // Only the active source counts: a near-perfect estimate gives a large negative loss.
         assert!(total < -40.0, "{total}");
@@ -215,8 +215,8 @@ mod tests {
             .collect();
         let est: Vec<f32> = s.iter().zip(&noise).map(|(a, b)| 2.0 * a + b).collect();
         let got = loss.si_sdr(
-            Tensor::<1>::from_floats(est.as_slice(), &device).reshape([1, 512]),
             Tensor::<1>::from_floats(s.as_slice(), &device).reshape([1, 512]),
+            Tensor::<1>::from_floats(est.as_slice(), &device).reshape([1, 512]),
         );
         let got = scalar(&got);
         let want = crate::dsp::metrics::si_sdr(&s, &est) as f32;
@@ -231,13 +231,13 @@ mod tests {
         let row = |v: &[f32]| Tensor::<1>::from_floats(v, &device).reshape([1, 2048]);
         // Half the level: SI-SDR is perfect (clamped by ε), SDR is 10·log10(1/0.25) = 6.02 dB.
         let half: Vec<f32> = s.iter().map(|x| 0.5 * x).collect();
-        let plain = scalar(&loss.sdr(row(&half), row(&s)));
+        let plain = scalar(&loss.sdr(row(&s), row(&half)));
         assert!((plain - 6.0206).abs() < 1e-3, "{plain}");
-        assert!(scalar(&loss.si_sdr(row(&half), row(&s))) > 60.0);
+        assert!(scalar(&loss.si_sdr(row(&s), row(&half))) > 60.0);
         // The weighted loss uses it: the SDR term with weight w adds −w·6.02 dB to the total.
         let est = row(&half).reshape([1, 1, 2048]);
         let reference = row(&s).reshape([1, 1, 2048]);
-        let off = scalar(&loss.forward(est.clone(), reference.clone()).total);
+        let off = scalar(&loss.forward(reference.clone(), est.clone()).total);
         let on = SeparationLoss::new(
             LossConfig {
                 sdr_weight: 2.0,
@@ -245,7 +245,7 @@ mod tests {
             },
             &device,
         );
-        let on = scalar(&on.forward(est, reference).total);
+        let on = scalar(&on.forward(reference, est).total);
         assert!((off - on - 2.0 * 6.0206).abs() < 1e-2, "{off} vs {on}");
     }
 }

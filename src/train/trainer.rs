@@ -639,7 +639,7 @@ pub fn train(
                     opts,
                     Some(options),
                     |out| {
-                        let parts = loss_fn.forward(decode_output(out, &istft, n), y);
+                        let parts = loss_fn.forward(y, decode_output(out, &istft, n));
                         si_sdr = parts.si_sdr_per_stem;
                         parts.total
                     },
@@ -647,7 +647,7 @@ pub fn train(
                 (total, si_sdr, grads)
             } else {
                 let est = decode_output(model.forward(x, opts), &istft, n);
-                let parts = loss_fn.forward(est, y);
+                let parts = loss_fn.forward(y, est);
                 let grads = GradientsParams::from_grads(parts.total.backward(), &model);
                 (parts.total.detach(), parts.si_sdr_per_stem, grads)
             };
