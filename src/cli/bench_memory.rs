@@ -261,7 +261,7 @@ fn run_case(case: &MemoryCase, cfg: &ModelConfig, device: &Device) -> Result<()>
     };
     let n = case.samples(cfg);
     let t = n / cfg.hop_length + 1;
-    let f = cfg.n_fft / 2 + 1;
+    let f = cfg.n_freqs();
     let net = from_state_dict(cfg, &init_state_dict(cfg, 1), &dev)?;
     let x = Tensor::<4>::random(
         [case.batch, 2 * cfg.audio_channels, t, f],

@@ -28,6 +28,26 @@ struct Scratch {
     env: Vec<f32>,
 }
 
+/// One-sided frequency bins of an `n_fft`-point STFT: `F = n_fft/2 + 1`. The one formula the
+/// model config, the planner and the STFT share.
+pub fn num_bins(n_fft: usize) -> usize {
+    n_fft / 2 + 1
+}
+
+/// Frames of a `center=True` STFT of `len` samples:
+/// `T = 1 + (len + 2·(n_fft/2) − n_fft) / hop` (= `1 + len/hop` for even `n_fft`); 0 when the
+/// padded signal is shorter than one window. The one formula the model config, the planner and
+/// the STFT share.
+pub fn num_frames(len: usize, n_fft: usize, hop: usize) -> usize {
+    // Saturating: the planner asks about absurd lengths before refusing them.
+    let padded = len.saturating_add(2 * (n_fft / 2));
+    if padded < n_fft || hop == 0 {
+        0
+    } else {
+        1 + (padded - n_fft) / hop
+    }
+}
+
 /// Short-time Fourier transform with torch-compatible conventions.
 ///
 /// Holds the periodic Hann window, the forward/inverse FFT plans and the
@@ -121,21 +141,14 @@ impl Stft {
         &self.window
     }
 
-    /// Number of one-sided frequency bins, `F = n_fft/2 + 1`.
+    /// Number of one-sided frequency bins, `F = n_fft/2 + 1` ([`num_bins`]).
     pub fn num_bins(&self) -> usize {
-        self.n_fft / 2 + 1
+        num_bins(self.n_fft)
     }
 
-    /// Number of frames for a signal of `len` samples with `center=True`:
-    /// `T = 1 + (len + 2·(n_fft/2) − n_fft) / hop` (= `1 + len/hop` for even `n_fft`).
+    /// Number of frames for a signal of `len` samples with `center=True` ([`num_frames`]).
     pub fn num_frames(&self, len: usize) -> usize {
-        let pad = self.n_fft / 2;
-        let padded = len + 2 * pad;
-        if padded < self.n_fft {
-            0
-        } else {
-            1 + (padded - self.n_fft) / self.hop
-        }
+        num_frames(len, self.n_fft, self.hop)
     }
 
     /// Minimum signal length accepted by [`Stft::forward`] (`n_fft/2 + 1`):

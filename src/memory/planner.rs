@@ -88,12 +88,12 @@ pub struct PlanModel {
 impl PlanModel {
     /// Frames of a segment of `samples` samples: `1 + samples / hop` (center padding).
     pub fn frames(&self, samples: usize) -> usize {
-        1 + samples / self.hop.max(1)
+        crate::dsp::stft::num_frames(samples, self.n_fft, self.hop.max(1))
     }
 
     /// Frequency bins `n_fft / 2 + 1`.
     pub fn bins(&self) -> usize {
-        self.n_fft / 2 + 1
+        crate::dsp::stft::num_bins(self.n_fft)
     }
 
     /// Length of the frequency path's sequences: the band count of a band-split model, else

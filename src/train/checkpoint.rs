@@ -236,7 +236,7 @@ mod tests {
         cfg.n_layers = 2;
         let net = from_state_dict(&cfg, &init_state_dict(&cfg, 3), &device).unwrap();
         let t = 4410 / cfg.hop_length + 1;
-        let f = cfg.n_fft / 2 + 1;
+        let f = cfg.n_freqs();
         device.seed(7);
         let spec = Tensor::<4>::random([2, 2, t, f], Distribution::Normal(0.0, 1.0), &device);
         let out_dims = [2, 2 * cfg.n_sources(), t, f];

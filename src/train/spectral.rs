@@ -30,7 +30,7 @@ pub struct DiffIstft {
 impl DiffIstft {
     /// Builds the bases on `device`.
     pub fn new(n_fft: usize, hop: usize, device: &Device) -> Self {
-        let f = n_fft / 2 + 1;
+        let f = crate::dsp::stft::num_bins(n_fft);
         let w = hann(n_fft);
         let mut cr = vec![0f32; f * n_fft];
         let mut ci = vec![0f32; f * n_fft];
@@ -112,7 +112,7 @@ pub struct DiffStft {
 impl DiffStft {
     /// Builds the basis on `device`.
     pub fn new(n_fft: usize, hop: usize, device: &Device) -> Self {
-        let f = n_fft / 2 + 1;
+        let f = crate::dsp::stft::num_bins(n_fft);
         let w = hann(n_fft);
         let mut basis = vec![0f32; 2 * f * n_fft];
         for k in 0..f {
@@ -147,7 +147,7 @@ impl DiffStft {
             None,
             ConvOptions::new([self.hop], [0], [1], 1),
         ); // [B, 2F, T]
-        let f = self.n_fft / 2 + 1;
+        let f = crate::dsp::stft::num_bins(self.n_fft);
         (y.clone().narrow(1, 0, f), y.narrow(1, f, f))
     }
 

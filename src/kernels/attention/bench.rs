@@ -56,7 +56,7 @@ pub fn preset_shapes(batch: usize) -> Vec<BenchShape> {
         name: name.to_string(),
         batch,
         heads,
-        seq: n_fft / 2 + 1,
+        seq: crate::dsp::stft::num_bins(n_fft),
         head_dim: dim / heads,
     })
     .collect()

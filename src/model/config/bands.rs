@@ -37,7 +37,7 @@ pub fn merl_band_table(n_fft: usize, sample_rate: u32) -> Vec<usize> {
         (4000.0, 8000.0, 24),
         (8000.0, 16000.0, 48),
     ];
-    let f = n_fft / 2 + 1;
+    let f = crate::dsp::stft::num_bins(n_fft);
     // Integer division first, then a float division (as the reference).
     let freq_each_bin = (sample_rate / 2) as f64 / f as f64;
     let mut bands = Vec::new();

@@ -262,12 +262,12 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Number of frequency bins F = n_fft/2 + 1.
     pub fn n_freqs(&self) -> usize {
-        self.n_fft / 2 + 1
+        crate::dsp::stft::num_bins(self.n_fft)
     }
 
     /// Number of STFT frames T for `samples` samples (center padding).
     pub fn n_frames(&self, samples: usize) -> usize {
-        1 + samples / self.hop_length
+        crate::dsp::stft::num_frames(samples, self.n_fft, self.hop_length)
     }
 
     /// Number of separated sources S.
