@@ -1,10 +1,12 @@
 //! The engine: a [`Separator`] per loaded model, device selection, and the error type every
 //! front end (CLI, GUI) turns into a message.
 
+mod chunk_stream;
 pub mod css;
 pub mod device;
 pub mod export;
 pub mod messages;
+pub mod params;
 pub mod plan;
 pub mod separator;
 pub mod stream;
