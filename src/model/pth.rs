@@ -484,11 +484,41 @@ fn read_entry<R: Read + Seek>(
     Ok(Some(buf))
 }
 
+/// Largest distance of the zip end-of-central-directory record from the end of the file (its
+/// 22 bytes plus a comment of at most 65 535 bytes).
+const EOCD_SEARCH: u64 = 22 + 65_535;
+
+/// Whether the last [`EOCD_SEARCH`] bytes hold a zip end-of-central-directory signature. Without
+/// one the zip reader would scan the whole file for it (minutes for a multi-GB truncated
+/// download), so the file is refused before it is opened.
+fn has_zip_directory<R: Read + Seek>(reader: &mut R, len: u64) -> std::io::Result<bool> {
+    use std::io::SeekFrom;
+    let start = len.saturating_sub(EOCD_SEARCH);
+    reader.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    reader.by_ref().take(len - start).read_to_end(&mut tail)?;
+    reader.seek(SeekFrom::Start(0))?;
+    Ok(tail.windows(4).any(|w| w == b"PK\x05\x06"))
+}
+
 fn read_pth_from<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     archive_len: u64,
     name: &str,
 ) -> Result<Value, CheckpointError> {
+    let has_directory =
+        has_zip_directory(&mut reader, archive_len).map_err(|source| CheckpointError::Io {
+            path: name.into(),
+            source,
+        })?;
+    if !has_directory {
+        return Err(CheckpointError::NotACheckpoint {
+            path: name.into(),
+            detail: "it starts like a zip (a torch.save checkpoint) but has no zip directory at \
+                     its end: the file is truncated, e.g. an interrupted download"
+                .into(),
+        });
+    }
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| match e {
         zip::result::ZipError::InvalidArchive(_) | zip::result::ZipError::Io(_) => {
             CheckpointError::NotACheckpoint {

@@ -232,11 +232,64 @@ fn display(path: &Path) -> String {
 /// Any other dtype is an [`CheckpointError::UnsupportedDtype`] error.
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
     let path = path.as_ref();
+    check_safetensors_size(path)?;
     let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
         path: display(path),
         source,
     })?;
     safetensors_from_bytes(&bytes, &display(path))
+}
+
+/// Largest safetensors header read before the size check (the format's own limit is 100 MB).
+const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
+/// Reads only the header of a safetensors file and checks that the tensors it declares cover
+/// the file exactly, so that a damaged or hostile file is refused before its whole content is
+/// read into memory.
+fn check_safetensors_size(path: &Path) -> Result<(), CheckpointError> {
+    let name = display(path);
+    let io = |source| CheckpointError::Io {
+        path: name.clone(),
+        source,
+    };
+    let bad = |detail: String| CheckpointError::Safetensors {
+        path: name.clone(),
+        detail,
+    };
+    let mut f = fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| bad("the file is shorter than a safetensors header".into()))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_SAFETENSORS_HEADER || 8 + n > len {
+        return Err(bad(format!(
+            "the header claims {n} bytes but the file has {len}: damaged or truncated"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let end = header
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| *k != "__metadata__")
+                .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    if 8 + n + end != len {
+        return Err(bad(format!(
+            "the header describes {} bytes of tensors but the file holds {}: damaged or \
+             truncated",
+            end,
+            len - 8 - n
+        )));
+    }
+    Ok(())
 }
 
 /// Parse safetensors content held in memory; `name` is used in error messages.
@@ -706,6 +759,32 @@ mod tests {
                 .all(|k| !k.starts_with("model.") && !k.ends_with("window"))
         );
         assert!(sd.contains_key("blocks.0.freq_path.attn.qkv.weight"));
+    }
+
+    /// A truncated multi-GB download is refused from its tail and header alone: a `PK` file
+    /// without a zip directory at its end, and a safetensors file shorter than its header says
+    /// (both 2 GiB sparse files: reading them whole would take seconds and gigabytes).
+    #[test]
+    fn truncated_big_checkpoints_are_refused_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let pk = dir.path().join("model.pth");
+        {
+            let mut f = fs::File::create(&pk).unwrap();
+            f.write_all(b"PK\x03\x04 a truncated torch.save").unwrap();
+            f.set_len(2 << 30).unwrap();
+        }
+        let msg = load_state_dict(&pk).unwrap_err().to_string();
+        assert!(msg.contains("truncated") && msg.contains("model.pth"), "{msg}");
+        let st = dir.path().join("model.safetensors");
+        {
+            let header = br#"{"w":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,4294967296]}}"#;
+            let mut f = fs::File::create(&st).unwrap();
+            f.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
+            f.write_all(header).unwrap();
+            f.set_len(2 << 30).unwrap();
+        }
+        let msg = load_state_dict(&st).unwrap_err().to_string();
+        assert!(msg.contains("truncated") && msg.contains("model.safetensors"), "{msg}");
     }
 
     #[test]
