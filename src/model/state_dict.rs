@@ -774,17 +774,24 @@ mod tests {
             f.set_len(2 << 30).unwrap();
         }
         let msg = load_state_dict(&pk).unwrap_err().to_string();
-        assert!(msg.contains("truncated") && msg.contains("model.pth"), "{msg}");
+        assert!(
+            msg.contains("truncated") && msg.contains("model.pth"),
+            "{msg}"
+        );
         let st = dir.path().join("model.safetensors");
         {
-            let header = br#"{"w":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,4294967296]}}"#;
+            let header =
+                br#"{"w":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,4294967296]}}"#;
             let mut f = fs::File::create(&st).unwrap();
             f.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
             f.write_all(header).unwrap();
             f.set_len(2 << 30).unwrap();
         }
         let msg = load_state_dict(&st).unwrap_err().to_string();
-        assert!(msg.contains("truncated") && msg.contains("model.safetensors"), "{msg}");
+        assert!(
+            msg.contains("truncated") && msg.contains("model.safetensors"),
+            "{msg}"
+        );
     }
 
     #[test]
