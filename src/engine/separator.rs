@@ -546,12 +546,16 @@ impl Separator {
         let ac = self.cfg.audio_channels;
         // Items: a joint-stereo model sees both channels (a mono song twice); a mono model
         // each channel alone.
+        // The song's buffers are moved into the items; only a mono song for a stereo model is
+        // copied (it is both channels).
         let items: Vec<Vec<Vec<f32>>> = if ac == 2 {
-            vec![vec![song[0].clone(), song[nch - 1].clone()]]
+            let mut chans = song.into_iter();
+            let left = chans.next().unwrap_or_default();
+            let right = chans.next().unwrap_or_else(|| left.clone());
+            vec![vec![left, right]]
         } else {
-            song.iter().map(|c| vec![c.clone()]).collect()
+            song.into_iter().map(|c| vec![c]).collect()
         };
-        drop(song);
         let plan = super::css::CssPlan::new(len, css, self.cfg.sample_rate)?;
         let total = plan.starts.len() * items.len();
         let mut done = 0;
