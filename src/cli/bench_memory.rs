@@ -278,29 +278,16 @@ fn run_case(case: &MemoryCase, cfg: &ModelConfig, device: &Device) -> Result<()>
         out.into_data();
         return Ok(());
     }
-    use burn::optim::{AdamWConfig, GradientsParams};
-    let istft = crate::train::spectral::DiffIstft::new(cfg.n_fft, cfg.hop_length, &dev);
-    let loss_fn = crate::train::loss::SeparationLoss::new(Default::default(), &dev);
+    use burn::optim::AdamWConfig;
+    let checkpoint = (case.mode == Mode::TrainingCheckpointed).then(Default::default);
+    let kit = crate::train::step::StepKit::new(cfg, Default::default(), checkpoint, &dev)?;
     let sources = cfg.n_sources() * cfg.audio_channels;
     let y = Tensor::<3>::random(
         [case.batch, sources, n],
         Distribution::Normal(0.0, 0.1),
         &dev,
     );
-    let grads = match case.mode {
-        Mode::TrainingCheckpointed => {
-            crate::train::checkpoint::checkpointed_gradients(&net, x, opts, None, |out| {
-                let est = crate::train::trainer::decode_output(out, &istft, n);
-                loss_fn.forward(y, est).total
-            })
-            .1
-        }
-        _ => {
-            let est = crate::train::trainer::decode_output(net.forward(x, opts), &istft, n);
-            let loss = loss_fn.forward(y, est).total;
-            GradientsParams::from_grads(loss.backward(), &net)
-        }
-    };
+    let grads = kit.gradients(&net, x, y, n).grads;
     let mut optim = AdamWConfig::new().init();
     let net = optim.step(1e-3, net, grads);
     drop(net);

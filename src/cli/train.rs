@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// Memory budget (e.g. 8GiB): report what the planner predicts for this run.
     #[arg(long)]
     pub budget: Option<String>,
+    /// Where to train: auto (a hardware GPU when wgpu finds one, else the CPU), gpu (any wgpu
+    /// adapter, software ones such as lavapipe included) or cpu. Validation runs there too.
+    #[arg(long, default_value = "auto")]
+    pub device: crate::engine::device::DeviceChoice,
 }
 
 /// Arguments of `eval`.
@@ -167,6 +171,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         save_every: a.save_every,
         seed: a.seed,
         overwrite: a.overwrite,
+        device: a.device,
         loss: crate::train::loss::LossConfig {
             si_sdr_weight: a.si_sdr_weight,
             sdr_weight: a.sdr_weight,

@@ -36,3 +36,11 @@ pub fn memory_report(device: &Device) -> Option<burn::cubecl::MemoryReport> {
             .memory_report(burn::cubecl::MemoryScope::Device),
     )
 }
+
+/// Whether `device` records gradients (an autodiff wrapper around a backend).
+pub fn is_autodiff(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch(),
+        burn::backend::DispatchDevice::Autodiff(_)
+    )
+}

@@ -16,7 +16,7 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::module::linear;
 
 use super::config::BsFlavour;
-use super::reduce::var_mean_rows;
+use super::reduce::{expand_to, normalize_rows};
 
 /// `nn.GroupNorm`'s default epsilon, used by every band GroupNorm in both references.
 const GROUP_NORM_EPS: f64 = 1e-5;
@@ -30,10 +30,10 @@ const GROUP_NORM_EPS: f64 = 1e-5;
 fn group_norm_1(x: Tensor<3>, weight: &Param<Tensor<1>>, bias: &Param<Tensor<1>>) -> Tensor<3> {
     let [b, t, k] = x.dims();
     // Staged reduction: a single wgpu reduction over more than 2¹⁸ values is wrong (`reduce`).
-    let flat = x.reshape([b, t * k]);
-    let (var, mean) = var_mean_rows(flat.clone());
-    let y = ((flat - mean) / var.add_scalar(GROUP_NORM_EPS).sqrt()).reshape([b, t, k]);
-    y * weight.val().reshape([1, 1, k]) + bias.val().reshape([1, 1, k])
+    // Gain and bias through explicit expands: exact gradients on wgpu too.
+    let y = normalize_rows(x.reshape([b, t * k]), GROUP_NORM_EPS).reshape([b, t, k]);
+    y * expand_to(weight.val().reshape([1, 1, k]), [b, t, k])
+        + expand_to(bias.val().reshape([1, 1, k]), [b, t, k])
 }
 
 /// One band's encoder: `GroupNorm(1, w·2M)` then `Conv1d(w·2M → C, 1)`.

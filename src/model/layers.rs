@@ -11,10 +11,12 @@
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
 use burn::tensor::activation::silu;
-use burn::tensor::module::{conv_transpose1d, conv1d, linear};
+use burn::tensor::module::linear;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::conv::{conv_transpose1d_nobias, conv1d_nobias};
+use super::reduce::expand_to;
 use crate::kernels::attention::{attention, attention_reference_chunked};
 
 /// Which normalisation a [`Norm`] applies.
@@ -92,9 +94,10 @@ impl Norm {
                 centred / var.add_scalar(self.eps).sqrt()
             }
         };
-        let y = y * self.gamma.val().reshape([1, 1, c]);
+        // Gain and bias through explicit expands: exact gradients on wgpu (see `reduce`).
+        let y = y * expand_to(self.gamma.val().reshape([1, 1, c]), [n, l, c]);
         match &self.beta {
-            Some(beta) => y + beta.val().reshape([1, 1, c]),
+            Some(beta) => y + expand_to(beta.val().reshape([1, 1, c]), [n, l, c]),
             None => y,
         }
     }
@@ -168,21 +171,20 @@ impl ConvSwiGlu {
             dilation: [1],
             groups: 1,
         };
-        let y = conv1d(
-            x.swap_dims(1, 2),
-            self.conv_w.val(),
-            Some(self.conv_b.val()),
-            opts,
-        ); // [N, 2H, L']
+        // Biases through explicit expands: exact gradients on wgpu (see `reduce`).
+        let y = conv1d_nobias(x.swap_dims(1, 2), self.conv_w.val(), opts); // [N, 2H, L']
+        let [n, h2, lp] = y.dims();
+        let y = y + expand_to(self.conv_b.val().reshape([1, h2, 1]), [n, h2, lp]);
         let value = y.clone().narrow(1, 0, self.hidden);
         let gate = y.narrow(1, self.hidden, self.hidden);
         let h = self.dropout.forward(value * silu(gate));
-        let z = conv_transpose1d(
+        let z = conv_transpose1d_nobias(
             h,
             self.deconv_w.val(),
-            Some(self.deconv_b.val()),
             ConvTransposeOptions::new([s], [0], [0], [1], 1),
         ); // [N, C, (L'-1)·s + K]
+        let [n, c, lz] = z.dims();
+        let z = z + expand_to(self.deconv_b.val().reshape([1, c, 1]), [n, c, lz]);
         self.dropout.forward(z.narrow(2, diff, l).swap_dims(1, 2))
     }
 }

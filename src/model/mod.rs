@@ -5,6 +5,7 @@
 
 pub mod bandsplit;
 pub mod config;
+pub mod conv;
 pub mod folder;
 mod host;
 pub mod layers;

@@ -6,14 +6,14 @@
 //! `[B, C, T, F]` layout is produced only at the encoder/decoder and for golden taps.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv_transpose2d, conv2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Tensor, TensorData};
 
 use super::bandsplit::{BandDecoder, BandSplitEncoder};
 use super::config::{ModelConfig, TfOrder};
+use super::conv::{conv_transpose2d_same3, conv2d_same3};
 use super::host::HostBlock;
 use super::layers::{ConvSwiGlu, Mhsa, Norm};
+use super::reduce::{expand_to, normalize_rows};
 
 /// Run-time options of a forward pass that do not change its result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -321,20 +321,16 @@ impl ConvEncoder {
     /// - spec: `[B, 2·ac, T, F]`
     /// - output: `[B, T, F, C]`
     pub fn forward(&self, spec: Tensor<4>) -> Tensor<4> {
-        let x = conv2d(
-            spec,
-            self.enc_w.val(),
-            Some(self.enc_b.val()),
-            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-        );
+        // Biases and gains are added through explicit expands, so that their gradients are
+        // reduced one dimension at a time (see `reduce`).
+        let x = conv2d_same3(spec, self.enc_w.val());
         let [b, c, t, f] = x.dims();
+        let x = x + expand_to(self.enc_b.val().reshape([1, c, 1, 1]), [b, c, t, f]);
         // GroupNorm with one group: biased variance over all C·T·F values of an item (staged:
         // a single wgpu reduction over more than 2¹⁸ values is wrong, see `reduce`).
-        let flat = x.reshape([b, c * t * f]);
-        let (var, mean) = super::reduce::var_mean_rows(flat.clone());
-        let x = ((flat - mean) / var.add_scalar(self.eps).sqrt()).reshape([b, c, t, f])
-            * self.gn_w.val().reshape([1, c, 1, 1])
-            + self.gn_b.val().reshape([1, c, 1, 1]);
+        let x = normalize_rows(x.reshape([b, c * t * f]), self.eps).reshape([b, c, t, f])
+            * expand_to(self.gn_w.val().reshape([1, c, 1, 1]), [b, c, t, f])
+            + expand_to(self.gn_b.val().reshape([1, c, 1, 1]), [b, c, t, f]);
         x.permute([0, 2, 3, 1])
     }
 }
@@ -355,12 +351,10 @@ impl ConvDecoder {
     /// - x: `[B, T, F, C]`
     /// - output: `[B, 2·S·ac, T, F]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv_transpose2d(
-            x.permute([0, 3, 1, 2]),
-            self.dec_w.val(),
-            Some(self.dec_b.val()),
-            ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
-        )
+        let y = conv_transpose2d_same3(x, self.dec_w.val());
+        let [b, o, t, f] = y.dims();
+        // The bias through an explicit expand: an exact gradient (see `reduce`).
+        y + expand_to(self.dec_b.val().reshape([1, o, 1, 1]), [b, o, t, f])
     }
 }
 

@@ -6,6 +6,14 @@
 //! The encoder's GroupNorm reduces C·T·F values per item (≈ 400 k already for the mss-tiny
 //! fixture model on 3 s) and the training losses reduce whole segments, so both go through
 //! [`sum_rows`], which reduces in stages of at most [`STAGE`] values.
+//!
+//! The backward has the same trap in another place: autodiff reduces the gradient of a
+//! tensor that was *implicitly broadcast* (a norm gain `[1, 1, C]` times `[N, L, C]`, a conv
+//! bias, a per-item mean) with one `sum_dims` over all broadcast dimensions together, N·L
+//! values. Tracked small tensors therefore meet big ones only through [`expand_to`] (burn's
+//! `expand`, whose backward sums one dimension at a time, each far below 2¹⁸) or
+//! [`broadcast_rows`] (a long row split into stages first). Gradients on wgpu then equal
+//! flex's (`tests/training_gpu.rs` compares every parameter past the limit).
 
 use burn::tensor::Tensor;
 
@@ -42,6 +50,45 @@ pub fn sum_rows(x: Tensor<2>) -> Tensor<2> {
 /// Smallest split [`sum_rows`] accepts before it pads instead.
 const MIN_SPLIT: usize = 256;
 
+/// `p` broadcast to `shape` explicitly, for combining a tracked small tensor (a gain, a bias)
+/// with a big one: the gradient of `p` is then reduced one dimension at a time.
+///
+/// Invariant: every dimension `p` is broadcast along is at most 2¹⁸ (true of the model's
+/// B·F, B·T, T, F and C axes for any song up to the 600 s segment limit).
+///
+/// # Shapes
+/// - p: `shape` with some dimensions 1
+/// - output: `shape`
+pub fn expand_to<const D: usize>(p: Tensor<D>, shape: [usize; D]) -> Tensor<D> {
+    debug_assert!(
+        p.dims()
+            .iter()
+            .zip(shape)
+            .all(|(&a, b)| a == b || (a == 1 && b <= 1 << 18)),
+        "expand_to {:?} → {shape:?}",
+        p.dims()
+    );
+    p.expand(shape)
+}
+
+/// A per-row value broadcast along rows of length `n`, with a gradient reduced in stages of at
+/// most [`STAGE`] values (the row is viewed as `[k, s]` with `s` a divisor of `n`). Rows with no
+/// divisor in `256..=STAGE` (n nearly prime and above 2¹⁸) fall back to one expand.
+///
+/// # Shapes
+/// - m: `[R, 1]`
+/// - output: `[R, n]`
+pub fn broadcast_rows(m: Tensor<2>, n: usize) -> Tensor<2> {
+    let [r, _] = m.dims();
+    if n <= STAGE {
+        return m.expand([r, n]);
+    }
+    match (MIN_SPLIT..=STAGE).rev().find(|s| n % s == 0) {
+        Some(s) => m.reshape([r, 1, 1]).expand([r, n / s, s]).reshape([r, n]),
+        None => m.expand([r, n]),
+    }
+}
+
 /// Mean of each row.
 ///
 /// # Shapes
@@ -59,9 +106,23 @@ pub fn mean_rows(x: Tensor<2>) -> Tensor<2> {
 /// - x: `[R, N]`
 /// - output: (`[R, 1]`, `[R, 1]`)
 pub fn var_mean_rows(x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    let [_, n] = x.dims();
     let mean = mean_rows(x.clone());
-    let var = mean_rows((x - mean.clone()).square());
+    let var = mean_rows((x - broadcast_rows(mean.clone(), n)).square());
     (var, mean)
+}
+
+/// Each row normalised to zero mean and unit biased variance, `(x − mean) / sqrt(var + eps)`
+/// (GroupNorm with one group before its affine part), exact in value and gradient for long
+/// rows on every backend.
+///
+/// # Shapes
+/// - x: `[R, N]`
+/// - output: `[R, N]`
+pub fn normalize_rows(x: Tensor<2>, eps: f64) -> Tensor<2> {
+    let [_, n] = x.dims();
+    let (var, mean) = var_mean_rows(x.clone());
+    (x - broadcast_rows(mean, n)) / broadcast_rows(var.add_scalar(eps).sqrt(), n)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::spectral::DiffStft;
-use crate::model::reduce::{mean_rows, sum_rows};
+use crate::model::reduce::{broadcast_rows, mean_rows, sum_rows};
 
 /// Mean power below which a reference row counts as silent (−100 dBFS).
 pub const SILENT_POWER: f64 = 1e-10;
@@ -84,7 +84,9 @@ impl SeparationLoss {
         let eps = self.cfg.eps as f64;
         let dot = sum_rows(est.clone() * reference.clone());
         let energy = sum_rows(reference.clone().square()).add_scalar(eps);
-        let target = reference * (dot / energy); // α·s
+        let [_, n] = reference.dims();
+        // α broadcast in stages: an exact gradient for segments past 2¹⁸ samples on wgpu.
+        let target = reference * broadcast_rows(dot / energy, n); // α·s
         let noise = est - target.clone();
         let ratio =
             sum_rows(target.square()).add_scalar(eps) / sum_rows(noise.square()).add_scalar(eps);

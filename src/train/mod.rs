@@ -11,6 +11,7 @@ pub mod eval;
 pub mod loss;
 pub mod run_dir;
 pub mod spectral;
+pub mod step;
 pub mod trainer;
 pub mod worker;
 

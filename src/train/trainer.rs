@@ -11,21 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::optim::{AdamWConfig, GradientsAccumulator, ModuleOptimizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::augment::{AugmentConfig, augment};
 use super::dataset::{Example, Track, check_for_training, scan, split_by_track};
-use super::loss::{LossConfig, SeparationLoss};
+use super::loss::LossConfig;
 use super::run_dir;
-use super::spectral::DiffIstft;
-use crate::dsp::stft::Stft;
+use super::step::{MicroStep, StepKit};
+use crate::engine::device::{DeviceChoice, ResolvedDevice};
 use crate::model::config::ModelConfig;
 use crate::model::loader::{from_state_dict, init_state_dict, to_state_dict};
-use crate::model::network::{ForwardOptions, TfLocoformer};
+use crate::model::network::TfLocoformer;
 use crate::model::state_dict::{StateDict, load_state_dict, write_safetensors};
 
 pub use super::error::TrainError;
@@ -92,6 +91,9 @@ pub struct TrainConfig {
     /// Train into a non-empty `out` that is not a locosep run, and let this run replace an
     /// existing `best/` whatever its score (see [`super::run_dir`]).
     pub overwrite: bool,
+    /// Where to train: `auto` (a hardware GPU when wgpu finds one, else the CPU), `gpu` (any
+    /// wgpu adapter, software ones included) or `cpu`. Validation runs on the same device.
+    pub device: DeviceChoice,
 }
 
 impl Default for TrainConfig {
@@ -122,6 +124,7 @@ impl Default for TrainConfig {
             augment: AugmentConfig::default(),
             loss: LossConfig::default(),
             overwrite: false,
+            device: DeviceChoice::Auto,
         }
     }
 }
@@ -432,74 +435,6 @@ fn write_checkpoint_files(
 
 /// Mono training items from examples: mixture `[B, N]` and targets `[B, S, N]` (for ac = 1
 /// each channel is one item; for ac = 2 items are stereo pairs, flattened as channels).
-fn batch_tensors(
-    examples: &[Example],
-    cfg: &ModelConfig,
-    stft: &Stft,
-    device: &Device,
-) -> Result<(Tensor<4>, Tensor<3>, usize), TrainError> {
-    let ac = cfg.audio_channels;
-    let n = examples[0].stems[0][0].len();
-    let (t, f) = (stft.num_frames(n), stft.num_bins());
-    let plane = t * f;
-    let items = examples.len() * 2 / ac;
-    let mut spec = vec![0f32; items * 2 * ac * plane];
-    let mut target = vec![0f32; items * ac * 4 * n];
-    let (mut re, mut im) = (vec![], vec![]);
-    let mut mix = vec![0f32; n];
-    // Dataset stems come in `dataset::STEMS` order; the model's outputs in its own (mixit-mss:
-    // bass, drums, vocals, other). `slot[si]` = the model output trained on dataset stem si.
-    let slot: Vec<usize> = crate::train::dataset::STEMS
-        .iter()
-        .map(|name| {
-            cfg.sources
-                .iter()
-                .position(|s| s == name)
-                .unwrap_or(usize::MAX)
-        })
-        .collect();
-    if slot.contains(&usize::MAX) {
-        return Err(TrainError::Invalid(format!(
-            "the model's sources {:?} are not vocals, drums, bass and other",
-            cfg.sources
-        )));
-    }
-    for (ei, ex) in examples.iter().enumerate() {
-        for ch in 0..2 {
-            let item = (ei * 2 + ch) / ac;
-            let ich = (ei * 2 + ch) % ac;
-            mix.iter_mut().for_each(|v| *v = 0.0);
-            for (si, stem) in ex.stems.iter().enumerate() {
-                mix.iter_mut().zip(&stem[ch]).for_each(|(m, v)| *m += v);
-                let base = ((item * 4 + slot[si]) * ac + ich) * n;
-                target[base..base + n].copy_from_slice(&stem[ch]);
-            }
-            stft.forward(&mix, &mut re, &mut im)
-                .map_err(|e| TrainError::Invalid(e.to_string()))?;
-            let base = item * 2 * ac * plane;
-            spec[base + ich * plane..base + (ich + 1) * plane].copy_from_slice(&re);
-            spec[base + (ac + ich) * plane..base + (ac + ich + 1) * plane].copy_from_slice(&im);
-        }
-    }
-    let x = Tensor::<4>::from_data(TensorData::new(spec, [items, 2 * ac, t, f]), device);
-    let y = Tensor::<3>::from_data(TensorData::new(target, [items, 4 * ac, n]), device);
-    Ok((x, y, n))
-}
-
-/// Estimated waveforms from the network output (the differentiable iSTFT of each source).
-///
-/// # Shapes
-/// - out: `[B, 2·S·ac, T, F]`
-/// - output: `[B, S·ac, N]`
-pub fn decode_output(out: Tensor<4>, istft: &DiffIstft, n: usize) -> Tensor<3> {
-    let [b, c, t, f] = out.dims();
-    let k = c / 2;
-    let y = out.reshape([b * k, 2, t, f]);
-    let re = y.clone().narrow(1, 0, 1).reshape([b * k, t, f]);
-    let im = y.narrow(1, 1, 1).reshape([b * k, t, f]);
-    istft.forward(re, im, n).reshape([b, k, n])
-}
-
 /// Trains; returns the final state. `stop` ends the run after the current step (with a save).
 pub fn train(
     model_cfg: &ModelConfig,
@@ -536,7 +471,15 @@ pub fn train(
         len: seg,
         augment: cfg.augment.clone(),
     };
-    let device = Device::flex().autodiff();
+    let resolved = crate::engine::device::resolve(cfg.device)?;
+    events(TrainEvent::Message(format!(
+        "training on {}",
+        resolved.description
+    )));
+    for w in &resolved.warnings {
+        events(TrainEvent::Message(w.clone()));
+    }
+    let device = resolved.device.clone().autodiff();
     // Weights: resume > --from > fresh (check_out made sure a resume has a checkpoint).
     let last = cfg.out.join("last");
     let (sd, mut state): (StateDict, TrainState) = if resume {
@@ -575,7 +518,7 @@ pub fn train(
         let opt_path = last.join("optimizer.bin");
         optim = optim.load(&opt_path).map_err(|e| {
             TrainError::Invalid(format!(
-                "loading optimizer state {}: {e:?}",
+                "loading optimizer state {}: {e}",
                 opt_path.display()
             ))
         })?;
@@ -610,11 +553,13 @@ pub fn train(
     crate::audio::encode::write_atomic(&cfg.out.join("train.json"), true, |f| {
         std::io::Write::write_all(f, js.as_bytes())
     })?;
-    let stft = Stft::new(model_cfg.n_fft, model_cfg.hop_length)
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let istft = DiffIstft::new(model_cfg.n_fft, model_cfg.hop_length, &device);
-    let loss_fn = SeparationLoss::new(cfg.loss.clone(), &device);
-    let opts = ForwardOptions::default();
+    let checkpoint = cfg
+        .checkpointing
+        .then(|| crate::train::checkpoint::CheckpointOptions {
+            offload: cfg.offload,
+            ..Default::default()
+        });
+    let kit = StepKit::new(model_cfg, cfg.loss.clone(), checkpoint, &device)?;
     let t0 = Instant::now();
     while state.step < cfg.steps {
         let step = state.step;
@@ -626,31 +571,12 @@ pub fn train(
             let examples = (0..cfg.batch)
                 .map(|_| sampler.example(&mut rng))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (x, y, n) = batch_tensors(&examples, model_cfg, &stft, &device)?;
-            let (total, si_sdr, grads) = if cfg.checkpointing {
-                let mut si_sdr = Vec::new();
-                let options = crate::train::checkpoint::CheckpointOptions {
-                    offload: cfg.offload,
-                    ..Default::default()
-                };
-                let (total, grads) = crate::train::checkpoint::checkpointed_gradients(
-                    &model,
-                    x,
-                    opts,
-                    Some(options),
-                    |out| {
-                        let parts = loss_fn.forward(y, decode_output(out, &istft, n));
-                        si_sdr = parts.si_sdr_per_stem;
-                        parts.total
-                    },
-                );
-                (total, si_sdr, grads)
-            } else {
-                let est = decode_output(model.forward(x, opts), &istft, n);
-                let parts = loss_fn.forward(y, est);
-                let grads = GradientsParams::from_grads(parts.total.backward(), &model);
-                (parts.total.detach(), parts.si_sdr_per_stem, grads)
-            };
+            let (x, y, n) = kit.batch(&examples, model_cfg, &device)?;
+            let MicroStep {
+                loss: total,
+                si_sdr,
+                grads,
+            } = kit.gradients(&model, x, y, n);
             loss_sum += total
                 .into_data()
                 .convert::<f32>()
@@ -697,6 +623,7 @@ pub fn train(
                 &valid_tracks,
                 cfg.valid_seconds,
                 state.step,
+                &resolved,
             )?;
             let improved = v.mean_sdr.is_finite() && state.best_sdr.is_none_or(|b| v.mean_sdr > b);
             if improved {
@@ -750,21 +677,19 @@ pub fn train(
     Ok(state)
 }
 
-/// Validation: separate the middle `seconds` of each track with the current weights (on the
-/// plain CPU device) and take museval SDR; median over tracks per stem.
+/// Validation: separate the middle `seconds` of each track with the current weights on
+/// `device` (the training device, without autodiff) and take museval SDR; median over tracks
+/// per stem.
 pub fn validate(
     cfg: &ModelConfig,
     model: &TfLocoformer,
     tracks: &[Track],
     seconds: f64,
     step: usize,
+    device: &ResolvedDevice,
 ) -> Result<ValidLog, TrainError> {
     let sd = to_state_dict(cfg, model);
-    let sep = crate::engine::Separator::new(
-        cfg.clone(),
-        &sd,
-        crate::engine::device::resolve(crate::engine::DeviceChoice::Cpu)?,
-    )?;
+    let sep = crate::engine::Separator::new(cfg.clone(), &sd, device.clone())?;
     let scores = super::eval::score_tracks(&sep, tracks, seconds)?;
     let sdr: Vec<f64> = (0..4)
         .map(|s| {

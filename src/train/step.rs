@@ -1,0 +1,311 @@
+//! One micro-batch of training: the batch tensors from example segments, the forward (plain or
+//! checkpointed), the loss and the gradients of every parameter. The trainer, `bench train`,
+//! the memory benchmark and the GPU-vs-CPU gradient check all go through [`StepKit`], so what
+//! they measure is what training does.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::checkpoint::{CheckpointOptions, checkpointed_gradients};
+use super::dataset::Example;
+use super::error::TrainError;
+use super::loss::{LossConfig, SeparationLoss};
+use super::spectral::DiffIstft;
+use crate::dsp::stft::Stft;
+use crate::model::config::ModelConfig;
+use crate::model::network::{ForwardOptions, TfLocoformer};
+
+/// What one micro-batch gives back.
+pub struct MicroStep {
+    /// The loss (detached), `[1]`.
+    pub loss: Tensor<1>,
+    /// Mean SI-SDR per model output of the batch (dB).
+    pub si_sdr: Vec<f32>,
+    /// The gradient of every parameter that took part.
+    pub grads: GradientsParams,
+}
+
+/// The fixed parts of a step for one model on one device: STFT, differentiable iSTFT, loss and
+/// the checkpointing choice.
+pub struct StepKit {
+    stft: Stft,
+    istft: DiffIstft,
+    loss: SeparationLoss,
+    checkpoint: Option<CheckpointOptions>,
+    opts: ForwardOptions,
+}
+
+impl StepKit {
+    /// The kit for `model` on `device` (an autodiff device); `checkpoint` = per-block
+    /// activation checkpointing with these options, `None` = plain backward.
+    pub fn new(
+        model: &ModelConfig,
+        loss: LossConfig,
+        checkpoint: Option<CheckpointOptions>,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let stft = Stft::new(model.n_fft, model.hop_length)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        Ok(Self {
+            stft,
+            istft: DiffIstft::new(model.n_fft, model.hop_length, device),
+            loss: SeparationLoss::new(loss, device),
+            checkpoint,
+            opts: ForwardOptions {
+                fused_attention: crate::kernels::attention::fused_available(device),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Network input and targets of a batch of examples (each a stereo segment; a mono model
+    /// takes each channel as an item, a stereo model both channels jointly). Targets come in
+    /// the model's output order whatever order the dataset's stems have.
+    ///
+    /// # Shapes
+    /// - output: (`[B, 2·ac, T, F]`, `[B, 4·ac, N]`, N) with B = 2·examples / ac
+    pub fn batch(
+        &self,
+        examples: &[Example],
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Result<(Tensor<4>, Tensor<3>, usize), TrainError> {
+        batch_tensors(examples, cfg, &self.stft, device)
+    }
+
+    /// Loss and gradients of one micro-batch.
+    ///
+    /// # Shapes
+    /// - x: `[B, 2·ac, T, F]`
+    /// - y: `[B, S·ac, n]`
+    pub fn gradients(
+        &self,
+        model: &TfLocoformer,
+        x: Tensor<4>,
+        y: Tensor<3>,
+        n: usize,
+    ) -> MicroStep {
+        match &self.checkpoint {
+            Some(options) => {
+                let mut si_sdr = Vec::new();
+                let (loss, grads) =
+                    checkpointed_gradients(model, x, self.opts, Some(options.clone()), |out| {
+                        let parts = self.loss.forward(y, decode_output(out, &self.istft, n));
+                        si_sdr = parts.si_sdr_per_stem;
+                        parts.total
+                    });
+                MicroStep {
+                    loss,
+                    si_sdr,
+                    grads,
+                }
+            }
+            None => {
+                let est = decode_output(model.forward(x, self.opts), &self.istft, n);
+                let parts = self.loss.forward(y, est);
+                let grads = GradientsParams::from_grads(parts.total.backward(), model);
+                MicroStep {
+                    loss: parts.total.detach(),
+                    si_sdr: parts.si_sdr_per_stem,
+                    grads,
+                }
+            }
+        }
+    }
+}
+
+/// Network input and targets; see [`StepKit::batch`].
+fn batch_tensors(
+    examples: &[Example],
+    cfg: &ModelConfig,
+    stft: &Stft,
+    device: &Device,
+) -> Result<(Tensor<4>, Tensor<3>, usize), TrainError> {
+    let ac = cfg.audio_channels;
+    let n = examples[0].stems[0][0].len();
+    let (t, f) = (stft.num_frames(n), stft.num_bins());
+    let plane = t * f;
+    let items = examples.len() * 2 / ac;
+    let mut spec = vec![0f32; items * 2 * ac * plane];
+    let mut target = vec![0f32; items * ac * 4 * n];
+    let (mut re, mut im) = (vec![], vec![]);
+    let mut mix = vec![0f32; n];
+    // Dataset stems come in `dataset::STEMS` order; the model's outputs in its own (mixit-mss:
+    // bass, drums, vocals, other). `slot[si]` = the model output trained on dataset stem si.
+    let slot: Vec<usize> = crate::train::dataset::STEMS
+        .iter()
+        .map(|name| {
+            cfg.sources
+                .iter()
+                .position(|s| s == name)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    if slot.contains(&usize::MAX) {
+        return Err(TrainError::Invalid(format!(
+            "the model's sources {:?} are not vocals, drums, bass and other",
+            cfg.sources
+        )));
+    }
+    for (ei, ex) in examples.iter().enumerate() {
+        for ch in 0..2 {
+            let item = (ei * 2 + ch) / ac;
+            let ich = (ei * 2 + ch) % ac;
+            mix.iter_mut().for_each(|v| *v = 0.0);
+            for (si, stem) in ex.stems.iter().enumerate() {
+                mix.iter_mut().zip(&stem[ch]).for_each(|(m, v)| *m += v);
+                let base = ((item * 4 + slot[si]) * ac + ich) * n;
+                target[base..base + n].copy_from_slice(&stem[ch]);
+            }
+            stft.forward(&mix, &mut re, &mut im)
+                .map_err(|e| TrainError::Invalid(e.to_string()))?;
+            let base = item * 2 * ac * plane;
+            spec[base + ich * plane..base + (ich + 1) * plane].copy_from_slice(&re);
+            spec[base + (ac + ich) * plane..base + (ac + ich + 1) * plane].copy_from_slice(&im);
+        }
+    }
+    let x = Tensor::<4>::from_data(TensorData::new(spec, [items, 2 * ac, t, f]), device);
+    let y = Tensor::<3>::from_data(TensorData::new(target, [items, 4 * ac, n]), device);
+    Ok((x, y, n))
+}
+
+/// Estimated waveforms from the network output (the differentiable iSTFT of each source).
+///
+/// # Shapes
+/// - out: `[B, 2·S·ac, T, F]`
+/// - output: `[B, S·ac, N]`
+pub fn decode_output(out: Tensor<4>, istft: &DiffIstft, n: usize) -> Tensor<3> {
+    let [b, c, t, f] = out.dims();
+    let k = c / 2;
+    let z = out.reshape([b, k, 2, t, f]);
+    let re = z.clone().narrow(2, 0, 1).reshape([b * k, t, f]);
+    let im = z.narrow(2, 1, 1).reshape([b * k, t, f]);
+    istft.forward(re, im, n).reshape([b, k, n])
+}
+
+/// One parameter's gradient on the host.
+#[derive(Debug, Clone)]
+pub struct NamedGradient {
+    /// Module path, e.g. `blocks.0.freq.attn.qkv` (burn's field names).
+    pub name: String,
+    /// Shape of the parameter.
+    pub shape: Vec<usize>,
+    /// The gradient, row-major; empty when the parameter took no part in the loss.
+    pub values: Vec<f32>,
+}
+
+/// Every float parameter of `model` with its gradient in `grads`, in the module's (fixed)
+/// visiting order, so two copies of one model on different devices line up entry by entry.
+pub fn named_gradients(model: &TfLocoformer, grads: &GradientsParams) -> Vec<NamedGradient> {
+    struct Collect<'a> {
+        grads: &'a GradientsParams,
+        path: Vec<String>,
+        out: Vec<NamedGradient>,
+    }
+    impl ModuleVisitor for Collect<'_> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let shape = param.val().dims().to_vec();
+            let values = self
+                .grads
+                .get::<D>(param.id)
+                .and_then(|g| g.into_data().convert::<f32>().try_to_vec::<f32>().ok())
+                .unwrap_or_default();
+            self.out.push(NamedGradient {
+                name: self.path.join("."),
+                shape,
+                values,
+            });
+        }
+    }
+    let mut c = Collect {
+        grads,
+        path: vec![],
+        out: vec![],
+    };
+    model.visit(&mut c);
+    c.out
+}
+
+/// The largest difference between two gradient sets of the same model, relative to each
+/// tensor's largest magnitude, with the tensor's name; also how many tensors have a gradient on
+/// one side only. `b` is the reference.
+///
+/// The relative difference of a tensor is `max|a−b| / max(max|b|, FLOOR·G)` with G the largest
+/// gradient magnitude of the whole model and FLOOR = 1e-3: a gradient that is zero in exact
+/// arithmetic (a decoder bias under the scale-invariant SI-SDR loss is about 1e-8 when others
+/// are about 10) is rounding noise on both sides, and comparing noise to noise says nothing;
+/// a wrong reduction shows at the scale of the gradient itself.
+pub fn compare_gradients(a: &[NamedGradient], b: &[NamedGradient]) -> GradientComparison {
+    const FLOOR: f32 = 1e-3;
+    let mut worst = GradientComparison::default();
+    let global = b
+        .iter()
+        .flat_map(|g| g.values.iter())
+        .fold(0f32, |m, v| m.max(v.abs()));
+    for (ga, gb) in a.iter().zip(b) {
+        if ga.values.len() != gb.values.len() {
+            worst.missing += 1;
+            continue;
+        }
+        if gb.values.is_empty() {
+            continue;
+        }
+        worst.compared += 1;
+        let scale = gb
+            .values
+            .iter()
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(FLOOR * global)
+            .max(1e-30);
+        // A non-finite value on either side is an infinite difference (f32::max drops NaN).
+        let diff = ga.values.iter().zip(&gb.values).fold(0f32, |m, (x, y)| {
+            let d = (x - y).abs();
+            if d.is_finite() {
+                m.max(d)
+            } else {
+                f32::INFINITY
+            }
+        });
+        let rel = diff / scale;
+        worst.per_tensor.push((gb.name.clone(), rel));
+        if rel > worst.max_relative || worst.worst.is_empty() {
+            worst.max_relative = rel.max(worst.max_relative);
+            worst.worst = gb.name.clone();
+        }
+    }
+    worst.missing += a.len().abs_diff(b.len());
+    worst
+}
+
+/// The outcome of [`compare_gradients`].
+#[derive(Debug, Clone, Default)]
+pub struct GradientComparison {
+    /// Tensors compared.
+    pub compared: usize,
+    /// Tensors with a gradient on one side only (or of another size).
+    pub missing: usize,
+    /// The largest relative difference over every tensor.
+    pub max_relative: f32,
+    /// Name of the tensor where it occurs.
+    pub worst: String,
+    /// Every compared tensor's name and relative difference, in visiting order.
+    pub per_tensor: Vec<(String, f32)>,
+}
+
+impl GradientComparison {
+    /// The tensors whose relative difference exceeds `tolerance`, with it.
+    pub fn above(&self, tolerance: f32) -> Vec<(String, f32)> {
+        self.per_tensor
+            .iter()
+            .filter(|(_, r)| !(*r <= tolerance))
+            .cloned()
+            .collect()
+    }
+}
