@@ -4,13 +4,13 @@
 //! Runs on any burn [`Device`](burn::tensor::Device) (wgpu, flex, with or without autodiff).
 
 pub mod bandsplit;
+pub mod checkpoint;
 pub mod config;
 pub mod folder;
 mod host;
 pub mod layers;
 pub mod loader;
 pub mod network;
-pub mod pth;
 pub mod reduce;
 pub mod state_dict;
 

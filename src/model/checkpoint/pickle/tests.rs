@@ -1,0 +1,77 @@
+//! The interpreter on pickles without a zip container.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::model::checkpoint::test_pickles::{f32_bytes, tensor_pickle};
+
+#[test]
+fn strided_offset_and_shared_views() {
+    let data = f32_bytes(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    // Transposed 2x3 view of a 3x2 block starting at offset 1: t[i][j] = s[1 + i + 2j].
+    let mut p = b"\x80\x02}(X\x01\x00\x00\x00a".to_vec();
+    p.extend(tensor_pickle(8, 1, &[2, 3], &[1, 2]));
+    p.extend(b"X\x01\x00\x00\x00b");
+    // Second view of the same storage key: scalar at offset 7.
+    p.extend(tensor_pickle(8, 7, &[], &[]));
+    p.extend(b"X\x01\x00\x00\x00c");
+    // Broadcast: shape [2, 2], stride [0, 1] from offset 4.
+    p.extend(tensor_pickle(8, 4, &[2, 2], &[0, 1]));
+    p.extend(b"u.");
+    let mut loads = 0;
+    let mut load = |k: &str, _min: u64| {
+        assert_eq!(k, "0");
+        loads += 1;
+        Ok::<_, CheckpointError>(Arc::new(data.clone()))
+    };
+    let v = unpickle(&p, "mem", &mut load).unwrap();
+    assert_eq!(loads, 1, "shared storage must be read once");
+    let get = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_tensor)
+            .unwrap()
+            .to_f32()
+            .unwrap()
+    };
+    assert_eq!(get("a").data, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+    assert_eq!(get("a").shape, vec![2, 3]);
+    assert_eq!(get("b").data, vec![7.0]);
+    assert_eq!(get("c").data, vec![4.0, 5.0, 4.0, 5.0]);
+}
+
+#[test]
+fn resource_caps() {
+    // Deep nesting (list inside list ...) must be an error, not a stack overflow.
+    let mut p = b"\x80\x02".to_vec();
+    p.extend(vec![b']'; 100_000]);
+    p.extend(vec![b'a'; 99_999]);
+    p.push(b'.');
+    let e = unpickle(&p, "deep", &mut |_, _| unreachable!()).unwrap_err();
+    assert!(matches!(e, CheckpointError::LimitExceeded { .. }), "{e}");
+    // A list that contains itself.
+    let e = unpickle(
+        b"\x80\x02]q\x00h\x00a.",
+        "cycle",
+        &mut |_, _| unreachable!(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, CheckpointError::LimitExceeded { .. }), "{e}");
+    // Exponential sharing (billion laughs).
+    let mut p = b"\x80\x02]".to_vec();
+    for _ in 0..64 {
+        p.extend(b"q\x00h\x00h\x00\x86");
+    }
+    p.push(b'.');
+    let e = unpickle(&p, "laughs", &mut |_, _| unreachable!()).unwrap_err();
+    assert!(matches!(e, CheckpointError::LimitExceeded { .. }), "{e}");
+    // A storage claiming more than 4 GiB.
+    let p = b"\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpu\x8a\x05\x00\x00\x00\x00\x01tQ.";
+    let e = unpickle(p, "huge", &mut |_, _| unreachable!()).unwrap_err();
+    assert!(matches!(e, CheckpointError::LimitExceeded { .. }), "{e}");
+    // Broadcast view with an absurd element count.
+    let mut p = b"\x80\x02".to_vec();
+    p.extend(tensor_pickle(1, 0, &[255, 255, 255, 255], &[0, 0, 0, 0]));
+    p.push(b'.');
+    let e = unpickle(&p, "bcast", &mut |_, _| Ok(Arc::new(vec![0; 4]))).unwrap_err();
+    assert!(matches!(e, CheckpointError::LimitExceeded { .. }), "{e}");
+}
