@@ -16,7 +16,9 @@
 //!
 //! Resource use is bounded: the pickle may be at most [`MAX_PICKLE_BYTES`],
 //! a storage at most [`MAX_STORAGE_BYTES`], the stack, memo and object count
-//! are capped, nesting depth is limited, tensor extents are checked against
+//! are capped, nesting depth is limited, the memory of the decoded tree (where every
+//! shared reference becomes a copy) is counted before it is built and capped at
+//! [`MAX_VALUE_BYTES`], tensor extents are checked against
 //! their storage before any data is touched, and allocation sizes never come
 //!
 //! The interpreter lives in `machine` (opcodes, stack, memo), `calls` (the allow-listed
@@ -50,8 +52,11 @@ pub const MAX_MEMO: usize = 1 << 22;
 pub const MAX_OBJECTS: usize = 1 << 23;
 /// Deepest container nesting in the result.
 pub const MAX_DEPTH: usize = 256;
-/// Most nodes in the resulting [`Value`] tree (shared objects count once per reference).
-pub const MAX_VALUE_NODES: usize = 1 << 23;
+/// Most memory the decoded [`Value`] tree may take (256 MiB), counting every value's own size
+/// and the text, bytes and tensor metadata it holds, once per reference: a container the
+/// pickle shares through its memo is copied for every reference in the tree, so a small
+/// pickle could otherwise expand to gigabytes. Checked before the tree is built.
+pub const MAX_VALUE_BYTES: u64 = 256 << 20;
 /// Most dimensions of a tensor.
 pub const MAX_DIMS: usize = 64;
 /// A tensor may have more elements than its storage (stride-0 broadcast views)
@@ -168,6 +173,5 @@ pub fn unpickle(
         load_record,
     };
     let top = m.run()?;
-    let mut budget = MAX_VALUE_NODES;
-    m.export(&top, 0, &mut budget)
+    m.export_checked(&top)
 }

@@ -75,3 +75,65 @@ fn resource_caps() {
     let e = unpickle(&p, "bcast", &mut |_, _| Ok(Arc::new(vec![0; 4]))).unwrap_err();
     assert!(matches!(e, CheckpointError::LimitExceeded { .. }), "{e}");
 }
+
+/// The hostile-input report's "DAG bomb": a list of two references to the previous list,
+/// `levels` times over (731 bytes for 60 levels; the tree would hold 2⁶⁰ values).
+pub fn dag_bomb(levels: usize) -> Vec<u8> {
+    let mut p = b"\x80\x02]q\x00".to_vec();
+    for _ in 0..levels {
+        // MARK, memo 0 twice, LIST, PUT 0.
+        p.extend(b"(h\x00h\x00lq\x00");
+    }
+    p.push(b'.');
+    p
+}
+
+#[test]
+fn shared_references_are_counted_as_memory_before_the_tree_is_built() {
+    let t0 = std::time::Instant::now();
+    let e = unpickle(&dag_bomb(60), "dag.pth", &mut |_, _| unreachable!()).unwrap_err();
+    assert!(t0.elapsed().as_secs_f64() < 1.0, "{:?}", t0.elapsed());
+    let msg = e.to_string();
+    assert!(matches!(e, CheckpointError::LimitExceeded { .. }), "{msg}");
+    assert!(
+        msg.contains("dag.pth") && msg.contains("memory") && msg.contains("256 MiB"),
+        "{msg}"
+    );
+    // 19 levels (2¹⁹ leaves, about 24 MiB as a tree) are legitimate sharing and load.
+    let v = unpickle(&dag_bomb(19), "dag.pth", &mut |_, _| unreachable!()).unwrap();
+    let mut depth = 0;
+    let mut node = &v;
+    while let Value::List(items) = node {
+        assert!(items.len() == 2 || (items.is_empty() && depth == 19));
+        depth += 1;
+        match items.first() {
+            Some(first) => node = first,
+            None => break,
+        }
+    }
+    assert_eq!(depth, 20);
+    // 23 levels: 2²³ leaves, about 400 MiB as a tree, over the cap.
+    let e = unpickle(&dag_bomb(23), "dag.pth", &mut |_, _| unreachable!()).unwrap_err();
+    assert!(e.to_string().contains("memory"), "{e}");
+}
+
+#[test]
+fn a_shared_object_reached_deeper_than_the_depth_limit_is_refused() {
+    // X: a 200-deep chain of lists (memo 1). W: X wrapped in 100 more lists (memo 3). The top
+    // list [X, W] reaches X first at depth 1 (fine) and then again at depth 102 (too deep).
+    let mut p = b"\x80\x02]q\x01".to_vec();
+    for _ in 0..200 {
+        p.extend(b"]q\x02h\x01ah\x02q\x01");
+    }
+    p.extend(b"h\x01q\x03");
+    for _ in 0..100 {
+        p.extend(b"]q\x04h\x03ah\x04q\x03");
+    }
+    p.extend(b"(h\x01h\x03l.");
+    let e = unpickle(&p, "deep", &mut |_, _| unreachable!()).unwrap_err();
+    assert!(e.to_string().contains("nesting depth"), "{e}");
+    // X alone, 201 deep, is within the limit.
+    let mut ok = p[..p.len() - 7].to_vec();
+    ok.extend(b"(h\x01l.");
+    assert!(unpickle(&ok, "deep", &mut |_, _| unreachable!()).is_ok());
+}
