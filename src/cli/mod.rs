@@ -439,6 +439,24 @@ fn presets() -> Result<()> {
     Ok(())
 }
 
+/// The message `locosep` prints for `e`: its context chain joined by `: `, leaving out a cause
+/// whose text the message already holds (an I/O error quoted by its wrapper would otherwise
+/// appear twice: "… (os error 2): … (os error 2)").
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
+}
+
 /// Runs the CLI; without a subcommand, the desktop app.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {

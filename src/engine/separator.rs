@@ -181,7 +181,7 @@ impl Separator {
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .map_err(|e| EngineError::Device(format!("cannot read the result back: {e:?}")))?;
+            .map_err(|e| EngineError::Device(format!("cannot read the result back: {e}")))?;
         let s = self.cfg.n_sources();
         let mut out = vec![vec![vec![Vec::new(); ac]; s]; b];
         for (bi, item) in out.iter_mut().enumerate() {

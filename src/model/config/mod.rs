@@ -16,9 +16,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 mod bands;
+mod number;
 mod omegaconf;
+mod yaml_depth;
 
 pub use bands::{MIXIT_BANDS, merl_band_table};
+pub use number::{fmt_number, fmt_number_f32};
+pub use yaml_depth::MAX_YAML_FLOW_DEPTH;
 
 /// Reads a config file of at most [`limits::MAX_CONFIG_BYTES`] (`--config /dev/zero` must not
 /// fill the memory).
@@ -419,12 +423,15 @@ impl ModelConfig {
             ));
         }
         if !(self.eps.is_finite() && self.eps > 0.0 && self.eps <= 1.0) {
-            return bad(format!("eps must be in (0, 1], got {}", self.eps));
+            return bad(format!(
+                "eps must be in (0, 1], got {}",
+                fmt_number(self.eps)
+            ));
         }
         if self.segment_seconds > MAX_SEGMENT_SECONDS {
             return bad(format!(
                 "segment_seconds must be at most {MAX_SEGMENT_SECONDS} s, got {}",
-                self.segment_seconds
+                fmt_number(self.segment_seconds)
             ));
         }
         if let Some(bs) = self.band_split() {
@@ -448,7 +455,8 @@ impl ModelConfig {
             {
                 return bad(format!(
                     "css_segment_size ({}) and css_shift_size ({}) must satisfy 0 < shift ≤ segment ≤ {MAX_SEGMENT_SECONDS} s",
-                    css.segment_seconds, css.shift_seconds
+                    fmt_number(css.segment_seconds),
+                    fmt_number(css.shift_seconds)
                 ));
             }
         }
@@ -504,12 +512,15 @@ impl ModelConfig {
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+            return bad(format!(
+                "dropout must be in [0, 1), got {}",
+                fmt_number(self.dropout)
+            ));
         }
         if self.segment_seconds <= 0.0 || !self.segment_seconds.is_finite() {
             return bad(format!(
-                "segment must be > 0 s, got {}",
-                self.segment_seconds
+                "segment_seconds must be > 0 s, got {}",
+                fmt_number(self.segment_seconds)
             ));
         }
         if self.sample_rate < 8000 {
@@ -589,6 +600,14 @@ impl ModelConfig {
             path: name.into(),
             detail,
         };
+        if text.len() as u64 > limits::MAX_CONFIG_BYTES {
+            return Err(perr(format!(
+                "the text is larger than {} MiB; a model config is a few kilobytes",
+                limits::MAX_CONFIG_BYTES >> 20
+            )));
+        }
+        // Before serde_yaml, whose parser is quadratic in the flow nesting depth.
+        yaml_depth::check_flow_depth(text).map_err(perr)?;
         let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| perr(e.to_string()))?;
         if let Some(raw) = omegaconf::mixit_raw_config(&doc).map_err(perr)? {
             return raw.resolve(name);
@@ -610,25 +629,44 @@ impl ModelConfig {
                 false,
             )
         };
+        // A whole number of at most `max`, when the key is present.
+        let uint = |v: Option<&serde_yaml::Value>, what: &str, max: u64| match v {
+            None => Ok(None),
+            Some(v) => match v.as_u64().filter(|n| *n <= max) {
+                Some(n) => Ok(Some(n)),
+                None => Err(perr(format!(
+                    "{what} must be a whole number in 0..={max}, got {}",
+                    serde_yaml::to_string(v)
+                        .unwrap_or_default()
+                        .trim()
+                        .chars()
+                        .take(40)
+                        .collect::<String>()
+                ))),
+            },
+        };
+        let rate_max = u64::from(u32::MAX);
         if let Some(ds) = get("dataset") {
-            if let Some(sr) = ds.get("sample_rate").and_then(|v| v.as_u64()) {
+            if let Some(sr) = uint(ds.get("sample_rate"), "dataset.sample_rate", rate_max)? {
                 raw.sample_rate = Some(sr as u32);
             }
-            if let Some(seg) = ds.get("segment_length").and_then(|v| v.as_u64()) {
+            let seg = uint(ds.get("segment_length"), "dataset.segment_length", 1 << 40)?;
+            if let Some(seg) = seg {
                 let sr = raw.sample_rate.unwrap_or(44_100) as f64;
                 raw.segment_seconds = Some(seg as f64 / sr);
             }
         }
         if is_espnet {
             if let Some(enc) = get("encoder_conf") {
-                if let Some(n) = enc.get("n_fft").and_then(|v| v.as_u64()) {
+                let max = limits::MAX_N_FFT as u64 * 16;
+                if let Some(n) = uint(enc.get("n_fft"), "encoder_conf.n_fft", max)? {
                     raw.n_fft = Some(n as usize);
                 }
-                if let Some(h) = enc.get("hop_length").and_then(|v| v.as_u64()) {
+                if let Some(h) = uint(enc.get("hop_length"), "encoder_conf.hop_length", max)? {
                     raw.hop_length = Some(h as usize);
                 }
             }
-            if let Some(fs) = get("fs").and_then(|v| v.as_u64()) {
+            if let Some(fs) = uint(get("fs").as_ref(), "fs", rate_max)? {
                 raw.sample_rate = Some(fs as u32);
             }
             // ESPnet enhancement recipes normalise the mixture by its standard deviation.
