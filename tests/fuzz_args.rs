@@ -372,7 +372,7 @@ fn every_numeric_config_field_at_its_extremes() {
             // The keys a value reaches the model under.
             names.extend(match f.key {
                 "sr" | "fs" => &["sample_rate", "fs"][..],
-                "n_src" | "num_spk" | "n_sources" => &["source"],
+                "n_src" | "num_spk" | "n_sources" => &["source", "num_spk"],
                 "stft_size" => &["n_fft"],
                 "num_chan" => &["audio_channels"],
                 "segment_length" => &["segment"],

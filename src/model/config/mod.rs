@@ -16,12 +16,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 mod bands;
+mod keyed;
 mod number;
 mod omegaconf;
 mod yaml_depth;
 
 pub use bands::{MIXIT_BANDS, merl_band_table};
-pub use number::{fmt_number, fmt_number_f32};
+pub use number::{compact_long_numbers, fmt_number, fmt_number_f32};
 pub use yaml_depth::MAX_YAML_FLOW_DEPTH;
 
 /// Reads a config file of at most [`limits::MAX_CONFIG_BYTES`] (`--config /dev/zero` must not
@@ -428,6 +429,18 @@ impl ModelConfig {
                 fmt_number(self.eps)
             ));
         }
+        if let Pipeline::Css(css) = self.pipeline {
+            let ok = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_SEGMENT_SECONDS;
+            if !(ok(css.segment_seconds) && ok(css.shift_seconds))
+                || css.shift_seconds > css.segment_seconds
+            {
+                return bad(format!(
+                    "css_segment_size ({}) and css_shift_size ({}) must satisfy 0 < shift ≤ segment ≤ {MAX_SEGMENT_SECONDS} s",
+                    fmt_number(css.segment_seconds),
+                    fmt_number(css.shift_seconds)
+                ));
+            }
+        }
         if self.segment_seconds > MAX_SEGMENT_SECONDS {
             return bad(format!(
                 "segment_seconds must be at most {MAX_SEGMENT_SECONDS} s, got {}",
@@ -446,18 +459,6 @@ impl ModelConfig {
             }
             if bs.flavour == BsFlavour::Mixit && !bs.masking {
                 return bad("mixit-mss BS-Locoformer models always use complex masking".into());
-            }
-        }
-        if let Pipeline::Css(css) = self.pipeline {
-            let ok = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_SEGMENT_SECONDS;
-            if !(ok(css.segment_seconds) && ok(css.shift_seconds))
-                || css.shift_seconds > css.segment_seconds
-            {
-                return bad(format!(
-                    "css_segment_size ({}) and css_shift_size ({}) must satisfy 0 < shift ≤ segment ≤ {MAX_SEGMENT_SECONDS} s",
-                    fmt_number(css.segment_seconds),
-                    fmt_number(css.shift_seconds)
-                ));
             }
         }
         if self.n_fft < 4 || self.n_fft % 2 != 0 {
@@ -579,16 +580,16 @@ impl ModelConfig {
     pub fn from_toml_str(text: &str, name: &str) -> Result<Self, ConfigError> {
         let preset: PresetFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: name.into(),
-            detail: e.to_string(),
+            detail: compact_long_numbers(&e.to_string()),
         })?;
         preset.resolve(name)
     }
 
     /// Parses the reference's keyword-argument JSON.
     pub fn from_json_str(text: &str, name: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw = keyed::raw_from_json(text).map_err(|detail| ConfigError::Parse {
             path: name.into(),
-            detail: e.to_string(),
+            detail,
         })?;
         raw.resolve(name)
     }
@@ -614,20 +615,14 @@ impl ModelConfig {
         }
         let get = |k: &str| doc.get(k).cloned();
         let (mut raw, is_espnet): (RawConfig, bool) = if let Some(model) = get("model") {
-            (
-                serde_yaml::from_value(model).map_err(|e| perr(format!("model: {e}")))?,
-                false,
-            )
+            (keyed::raw_from_yaml(&model, "model").map_err(perr)?, false)
         } else if let Some(sep) = get("separator_conf") {
             (
-                serde_yaml::from_value(sep).map_err(|e| perr(format!("separator_conf: {e}")))?,
+                keyed::raw_from_yaml(&sep, "separator_conf").map_err(perr)?,
                 true,
             )
         } else {
-            (
-                serde_yaml::from_value(doc.clone()).map_err(|e| perr(e.to_string()))?,
-                false,
-            )
+            (keyed::raw_from_yaml(&doc, "").map_err(perr)?, false)
         };
         // A whole number of at most `max`, when the key is present.
         let uint = |v: Option<&serde_yaml::Value>, what: &str, max: u64| match v {
@@ -760,6 +755,32 @@ fn default_sources(n: usize, mixit: bool) -> Vec<String> {
 impl RawConfig {
     /// Applies the reference defaults and validates.
     pub fn resolve(self, name: &str) -> Result<ModelConfig, ConfigError> {
+        // Two spellings of one setting (the reference's and a variant's): one wins below, so
+        // a disagreement would silently ignore a value.
+        for (a, x, b, y) in [
+            ("n_sources", self.n_sources, "num_spk", self.num_spk),
+            ("n_fft", self.n_fft, "stft_size", self.stft_size),
+            (
+                "audio_channels",
+                self.audio_channels,
+                "num_chan",
+                self.num_chan,
+            ),
+        ] {
+            if let (Some(x), Some(y)) = (x, y)
+                && x != y
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{a} ({x}) and {b} ({y}) disagree; give one of them"
+                )));
+            }
+        }
+        if let (Some(shift), None) = (self.css_shift_size, self.css_segment_size) {
+            return Err(ConfigError::Invalid(format!(
+                "css_shift_size ({}) is given without css_segment_size",
+                fmt_number(shift)
+            )));
+        }
         let norm_type = match self.norm_type.as_deref() {
             None | Some("rmsgroupnorm") => NormType::RmsGroupNorm,
             Some("layernorm") => NormType::LayerNorm,

@@ -40,8 +40,7 @@ pub(super) fn mixit_raw_config(doc: &Value) -> Result<Option<RawConfig>, String>
         ));
     }
     let model = resolve(model, doc, "task.model.model", 0)?;
-    let mut raw: RawConfig =
-        serde_yaml::from_value(model).map_err(|e| format!("task.model.model: {e}"))?;
+    let mut raw: RawConfig = super::keyed::raw_from_yaml(&model, "task.model.model")?;
     let field = |v: &Value, key: &str, path: &str| -> Result<Option<Value>, String> {
         v.get(key)
             .map(|x| resolve(x, doc, &format!("{path}.{key}"), 0))
