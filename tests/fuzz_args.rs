@@ -432,6 +432,14 @@ fn run_flags(c: &Command, fresh: &mut dyn FnMut() -> Option<PathBuf>) -> (usize,
             let case = args.join(" ");
             eprintln!("case: {case}");
             let o = measure(|| cli(&args));
+            eprintln!(
+                "  -> {:.2} s: {}",
+                o.took.as_secs_f64(),
+                match &o.result {
+                    Ok(()) => "ok".to_string(),
+                    Err(m) => m.clone(),
+                }
+            );
             cases += 1;
             let allowed = c.allowed.iter().any(|(f, v)| f == flag && *v == value);
             let name = format!("--{flag}");
@@ -510,7 +518,8 @@ fn every_numeric_flag_of_separate_plan_bench_and_eval() {
             ("channels", s("2")),
             ("chunk", s("256MiB")),
         ],
-        allowed: &[],
+        // A score cap of 0 bytes means one sequence per attention call; 2⁶⁴−1 bytes, no cap.
+        allowed: &[("chunk", "0"), ("chunk", "18446744073709551615")],
     };
     let (n, f) = run_flags(&plan, &mut || None);
     cases += n;
@@ -519,7 +528,8 @@ fn every_numeric_flag_of_separate_plan_bench_and_eval() {
         name: "plan",
         fixed: vec![s("--preset=small")],
         flags: vec![("budget", s("8GiB"))],
-        allowed: &[],
+        // 16 EiB: everything fits.
+        allowed: &[("budget", "18446744073709551615")],
     };
     let (n, f) = run_flags(&budget, &mut || None);
     cases += n;
@@ -586,7 +596,13 @@ fn every_numeric_flag_of_synth_and_train() {
             ("seed", s("0")),
             ("threads", s("1")),
         ],
-        allowed: &[("seed", "0"), ("seed", "18446744073709551615")],
+        // --threads 0 means one thread; more threads than tracks are not started.
+        allowed: &[
+            ("seed", "0"),
+            ("seed", "18446744073709551615"),
+            ("threads", "0"),
+            ("threads", "18446744073709551615"),
+        ],
     };
     let synth_root = tmp.path().join("synth");
     let (n, f) = run_flags(&synth, &mut outs(&synth_root));
@@ -639,6 +655,7 @@ fn every_numeric_flag_of_synth_and_train() {
             ("save-every", "18446744073709551615"),
             ("seed", "0"),
             ("seed", "18446744073709551615"),
+            ("budget", "18446744073709551615"),
         ],
     };
     let (n, f) = run_flags(&train, &mut outs(&tmp.path().join("train")));

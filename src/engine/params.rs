@@ -118,7 +118,7 @@ impl SeparateParams {
             ));
         }
         if self.batch == 0 {
-            return bad("batch must be ≥ 1".into());
+            return bad("--batch must be at least 1, got 0".into());
         }
         Ok(())
     }

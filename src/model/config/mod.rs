@@ -203,6 +203,8 @@ pub mod limits {
     pub const MAX_SAMPLE_RATE: u32 = 384_000;
     /// Longest default segment (s).
     pub const MAX_SEGMENT_SECONDS: f64 = 600.0;
+    /// Most STFT frames in one default segment (the time path attends over all of them).
+    pub const MAX_SEGMENT_FRAMES: usize = 65_536;
     /// Largest config file read (bytes).
     pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 }
@@ -528,6 +530,18 @@ impl ModelConfig {
             return bad(format!(
                 "sample_rate must be ≥ 8000 Hz, got {}",
                 self.sample_rate
+            ));
+        }
+        // The time path attends over every frame of a segment: an absurdly fine hop (n_fft 4,
+        // hop 1) would make a 3 s segment 132 301 frames long.
+        let frames = self.n_frames(self.segment_samples());
+        if frames > MAX_SEGMENT_FRAMES {
+            return bad(format!(
+                "segment_seconds ({} s) at hop_length {} makes {frames} STFT frames per segment; \
+                 at most {MAX_SEGMENT_FRAMES} are accepted (raise hop_length or shorten the \
+                 segment)",
+                fmt_number(self.segment_seconds),
+                self.hop_length
             ));
         }
         Ok(())
