@@ -46,7 +46,13 @@ pub(super) fn raw_from_json(text: &str) -> Result<RawConfig, String> {
             for (k, x) in map {
                 let one = serde_json::Value::Object([(k.clone(), x)].into_iter().collect());
                 if let Err(e) = serde_json::from_value::<RawConfig>(one) {
-                    return compact_long_numbers(&format!("{k}: {e} (line {})", e.line()));
+                    let quoted = format!("\"{k}\"");
+                    let at = text
+                        .lines()
+                        .position(|l| l.contains(&quoted))
+                        .map(|i| format!(" (line {})", i + 1))
+                        .unwrap_or_default();
+                    return compact_long_numbers(&format!("{k}: {e}{at}"));
                 }
             }
         }
@@ -67,7 +73,8 @@ mod tests {
     #[test]
     fn the_refused_key_is_named() {
         let e = raw_from_json("{\"n_layers\": 2, \"emb_dim\": 1e308}").unwrap_err();
-        assert!(e.starts_with("emb_dim: ") && e.contains("1e308"), "{e}");
+        assert!(e.starts_with("emb_dim: ") && e.contains("1e+308"), "{e}");
+        assert!(e.ends_with("(line 1)"), "{e}");
         let e = raw_from_json("{\n  \"eps\": NaN\n}").unwrap_err();
         assert!(e.contains("line 2") && e.contains("\"eps\": NaN"), "{e}");
         let doc: serde_yaml::Value = serde_yaml::from_str("n_layers: 2\nnum_chan: -1\n").unwrap();
