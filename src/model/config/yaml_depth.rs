@@ -106,4 +106,15 @@ mod tests {
         assert_eq!(check_flow_depth(&ok), Ok(()));
         assert!(check_flow_depth(&format!("a: {}", "[".repeat(65))).is_err());
     }
+
+    #[test]
+    fn a_deep_yaml_config_is_refused_at_once_by_name() {
+        let deep = format!("model: {}{}\n", "[".repeat(40_000), "]".repeat(40_000));
+        let t0 = std::time::Instant::now();
+        let e = crate::model::config::ModelConfig::from_yaml_str(&deep, "d.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(t0.elapsed().as_secs_f64() < 1.0, "{:?}", t0.elapsed());
+        assert!(e.contains("d.yaml") && e.contains("64 levels"), "{e}");
+    }
 }
