@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::globals::{Global, resolve_global};
-use super::{MAX_DIMS, MAX_MEMO, MAX_OBJECTS, MAX_STACK, RecordLoader};
+use super::{MAX_DIMS, MAX_HELD_BYTES, MAX_MEMO, MAX_OBJECTS, MAX_STACK, RecordLoader};
 use crate::model::checkpoint::CheckpointError;
 use crate::model::checkpoint::tensor::{StorageRef, TensorRef};
 
@@ -76,6 +76,8 @@ pub(super) struct Machine<'a, 'l> {
     pub(super) objs: Vec<Obj>,
     pub(super) storages: HashMap<String, Arc<Vec<u8>>>,
     pub(super) load_record: &'l mut RecordLoader<'l>,
+    /// Bytes held by the containers of `objs` (see [`MAX_HELD_BYTES`]).
+    pub(super) held: u64,
 }
 
 pub(super) type R<T> = Result<T, CheckpointError>;
@@ -194,6 +196,12 @@ impl<'a> Machine<'a, '_> {
         if self.objs.len() >= MAX_OBJECTS {
             return Err(self.limit("number of objects in the pickle", MAX_OBJECTS));
         }
+        let items = match &o {
+            Obj::List(v) | Obj::Tuple(v) | Obj::Set(v) => v.len(),
+            Obj::Dict(d) => 2 * d.items.len(),
+            Obj::Storage(_) | Obj::Tensor(_) => 0,
+        };
+        self.hold(std::mem::size_of::<Obj>(), items)?;
         self.objs.push(o);
         Ok(P::Obj(self.objs.len() - 1))
     }
@@ -243,10 +251,29 @@ impl<'a> Machine<'a, '_> {
         }
     }
 
+    /// Counts `bytes` plus `items` stack values as held by containers; refuses past
+    /// [`MAX_HELD_BYTES`] (a memoised list passed to `torch.Size` or `set` again and again is
+    /// copied every time).
+    pub(super) fn hold(&mut self, bytes: usize, items: usize) -> R<()> {
+        let more = (items as u64)
+            .saturating_mul(std::mem::size_of::<P>() as u64)
+            .saturating_add(bytes as u64);
+        self.held = self.held.saturating_add(more);
+        if self.held > MAX_HELD_BYTES {
+            return Err(CheckpointError::LimitExceeded {
+                path: self.name.to_string(),
+                what: "the memory taken by the pickle's containers".into(),
+                limit: format!("{} MiB", MAX_HELD_BYTES >> 20),
+            });
+        }
+        Ok(())
+    }
+
     pub(super) fn set_items(&mut self, target: &P, pairs: Vec<P>) -> R<()> {
         if !pairs.len().is_multiple_of(2) {
             return Err(self.err("SETITEMS needs key/value pairs"));
         }
+        self.hold(0, pairs.len())?;
         let i = self.obj_index(target, "SETITEM")?;
         let Some(Obj::Dict(d)) = self.objs.get_mut(i) else {
             return Err(self.err("SETITEM on something that is not a dict"));
@@ -268,6 +295,7 @@ impl<'a> Machine<'a, '_> {
     }
 
     pub(super) fn append_items(&mut self, target: &P, items: Vec<P>) -> R<()> {
+        self.hold(0, items.len())?;
         let i = self.obj_index(target, "APPEND")?;
         match self.objs.get_mut(i) {
             Some(Obj::List(l)) | Some(Obj::Set(l)) => {

@@ -57,6 +57,9 @@ pub const MAX_DEPTH: usize = 256;
 /// pickle shares through its memo is copied for every reference in the tree, so a small
 /// pickle could otherwise expand to gigabytes. Checked before the tree is built.
 pub const MAX_VALUE_BYTES: u64 = 256 << 20;
+/// Most memory the interpreter's containers may hold while the pickle runs (256 MiB):
+/// building a container from a memoised one copies its items.
+pub const MAX_HELD_BYTES: u64 = 256 << 20;
 /// Most dimensions of a tensor.
 pub const MAX_DIMS: usize = 64;
 /// A tensor may have more elements than its storage (stride-0 broadcast views)
@@ -171,6 +174,7 @@ pub fn unpickle(
         objs: Vec::new(),
         storages: HashMap::new(),
         load_record,
+        held: 0,
     };
     let top = m.run()?;
     m.export_checked(&top)

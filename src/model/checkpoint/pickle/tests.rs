@@ -137,3 +137,19 @@ fn a_shared_object_reached_deeper_than_the_depth_limit_is_refused() {
     ok.extend(b"(h\x01l.");
     assert!(unpickle(&ok, "deep", &mut |_, _| unreachable!()).is_ok());
 }
+
+#[test]
+fn copying_a_shared_list_again_and_again_is_refused_by_memory() {
+    // A list of 100 000 ints (memo 0), then `torch.Size(list)` 2000 times: each call copies
+    // the list (1.6 MB), 3.2 GB in all from a 212 KB pickle.
+    let mut p = b"\x80\x02(".to_vec();
+    p.extend(b"K\x01".repeat(100_000));
+    p.extend(b"lq\x00ctorch\nSize\nq\x01");
+    p.extend(b"h\x01h\x00\x85R0".repeat(2000));
+    p.extend(b"N.");
+    let t0 = std::time::Instant::now();
+    let e = unpickle(&p, "size.pth", &mut |_, _| unreachable!()).unwrap_err();
+    assert!(t0.elapsed().as_secs_f64() < 2.0, "{:?}", t0.elapsed());
+    let msg = e.to_string();
+    assert!(msg.contains("memory") && msg.contains("256 MiB"), "{msg}");
+}
