@@ -816,7 +816,23 @@ fn messages_name_the_file_and_the_os_error_once() {
         let err = stderr(&o);
         assert_refused(&o, &["nope.", "os error 2"]);
         assert_eq!(count(&err, "os error 2"), 1, "{err}");
+        assert_eq!(count(&err, "nope."), 1, "{err}");
     }
+    // A value out of range names the config file it is in.
+    let bad = tmp.path().join("bad_layers.toml");
+    let text = std::fs::read_to_string(demo.join("config.toml")).unwrap();
+    std::fs::write(&bad, text.replace("n_layers = 2", "n_layers = 1000000")).unwrap();
+    let o = separate(
+        &[&missing],
+        &out,
+        &[
+            "--config",
+            bad.to_str().unwrap(),
+            "--checkpoint",
+            demo.join("model.safetensors").to_str().unwrap(),
+        ],
+    );
+    assert_refused(&o, &["bad_layers.toml", "n_layers", "0..=128", "1000000"]);
 }
 
 #[cfg(unix)]

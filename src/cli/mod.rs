@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -183,7 +183,8 @@ pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> 
         ),
         (Some(_), Some(_), _) => bail!("give either --preset or --config, not both"),
     };
-    let sd = load_state_dict(&ckpt).with_context(|| format!("loading {}", ckpt.display()))?;
+    // Every checkpoint error names the file.
+    let sd = load_state_dict(&ckpt)?;
     Ok((cfg, sd, what))
 }
 

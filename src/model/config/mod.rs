@@ -77,6 +77,14 @@ pub enum ConfigError {
     /// A value is out of the range the model supports.
     #[error("invalid model config: {0}")]
     Invalid(String),
+    /// A value of a config file is out of the range the model supports.
+    #[error("invalid model config {path}: {detail}")]
+    InvalidFile {
+        /// File that was read.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// No preset of that name exists.
     #[error("unknown preset `{name}`; available presets: {available}")]
     UnknownPreset {
@@ -416,14 +424,26 @@ impl ModelConfig {
         match ext.as_str() {
             "toml" => Self::from_toml_str(&text, &name).map_err(|e| match e {
                 ConfigError::Parse { detail, .. } => parse_err(detail),
+                ConfigError::Invalid(detail) => ConfigError::InvalidFile {
+                    path: path.display().to_string(),
+                    detail,
+                },
                 other => other,
             }),
             "json" => Self::from_json_str(&text, &name).map_err(|e| match e {
                 ConfigError::Parse { detail, .. } => parse_err(detail),
+                ConfigError::Invalid(detail) => ConfigError::InvalidFile {
+                    path: path.display().to_string(),
+                    detail,
+                },
                 other => other,
             }),
             "yaml" | "yml" => Self::from_yaml_str(&text, &name).map_err(|e| match e {
                 ConfigError::Parse { detail, .. } => parse_err(detail),
+                ConfigError::Invalid(detail) => ConfigError::InvalidFile {
+                    path: path.display().to_string(),
+                    detail,
+                },
                 other => other,
             }),
             other => Err(parse_err(format!(
