@@ -6,7 +6,7 @@ fn main() {
     quiet_vulkan_device_select();
     let cli = locosep::cli::Cli::parse();
     if let Err(e) = locosep::cli::run(cli) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", locosep::cli::error_text(&e));
         std::process::exit(1);
     }
 }

@@ -28,12 +28,15 @@ thread_local! {
     /// other's allocations. Const-initialised without a destructor: reading it never
     /// allocates, so it is safe inside the allocator.
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Bytes this thread has allocated since the last reset (frees not subtracted).
+    static TOTAL: Cell<usize> = const { Cell::new(0) };
     /// Whether this thread is running fuzz cases (their expected panics are not printed).
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
 
 fn record(size: usize) {
     let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    let _ = TOTAL.try_with(|l| l.set(l.get().saturating_add(size)));
 }
 
 /// The system allocator, recording the largest request per thread.
@@ -246,4 +249,38 @@ fn fuzz_configs() {
             ModelConfig::from_yaml_str(&text, name)
         };
     });
+}
+
+/// The hostile-input report's 731-byte "DAG bomb" (a list of two references to the previous
+/// list, 60 times over) in a torch.save zip: refused for the memory its expansion would take,
+/// having allocated almost nothing (it cost 1.33 GB before being refused by a node count).
+#[test]
+fn the_pickle_dag_bomb_is_refused_before_it_takes_memory() {
+    use std::io::Write as _;
+    let mut pickle = b"\x80\x02]q\x00".to_vec();
+    for _ in 0..60 {
+        pickle.extend(b"(h\x00h\x00lq\x00");
+    }
+    pickle.push(b'.');
+    let mut zw = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zw.start_file("archive/data.pkl", opts).unwrap();
+    zw.write_all(&pickle).unwrap();
+    let bytes = zw.finish().unwrap().into_inner();
+    TOTAL.with(|t| t.set(0));
+    let t0 = Instant::now();
+    let e = locosep::model::state_dict::load_state_dict_bytes(&bytes, "dag_bomb.pth").unwrap_err();
+    let (took, total) = (t0.elapsed(), TOTAL.with(Cell::get));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("dag_bomb.pth") && msg.contains("memory"),
+        "{msg}"
+    );
+    assert!(
+        total < 4 << 20,
+        "{total} bytes allocated before the refusal"
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    eprintln!("dag bomb: refused after {total} bytes allocated, {took:?}: {msg}");
 }

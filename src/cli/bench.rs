@@ -14,6 +14,13 @@ use crate::model::loader::init_state_dict;
 /// Longest audio `bench --seconds` accepts (ten minutes).
 pub const MAX_BENCH_SECONDS: f64 = 600.0;
 
+/// Most `bench --repeat` runs.
+pub const MAX_BENCH_REPEAT: usize = 1000;
+/// Most `bench attention --frames`.
+pub const MAX_BENCH_FRAMES: usize = 4096;
+/// Largest `bench --chunk-mib` (1 TiB).
+pub const MAX_BENCH_CHUNK_MIB: usize = 1 << 20;
+
 /// Arguments of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -54,6 +61,15 @@ fn mib(b: u64) -> String {
 
 /// Runs the benchmark.
 pub fn run(a: BenchArgs) -> Result<()> {
+    for (flag, value, lo, hi) in [
+        ("--repeat", a.repeat, 1, MAX_BENCH_REPEAT),
+        ("--frames", a.frames, 1, MAX_BENCH_FRAMES),
+        ("--chunk-mib", a.chunk_mib, 0, MAX_BENCH_CHUNK_MIB),
+    ] {
+        if !(lo..=hi).contains(&value) {
+            anyhow::bail!("{flag} {value} is out of range: it must be between {lo} and {hi}");
+        }
+    }
     match a.what.as_deref() {
         None => {}
         Some("memory") => {
@@ -80,7 +96,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         anyhow::bail!(
             "--seconds {} is out of range: it must be between one STFT window ({min_seconds:.4} s) \
              and {MAX_BENCH_SECONDS} s",
-            a.seconds
+            crate::model::config::fmt_number(a.seconds)
         );
     }
     let device = resolve(a.device)?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -183,7 +183,8 @@ pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> 
         ),
         (Some(_), Some(_), _) => bail!("give either --preset or --config, not both"),
     };
-    let sd = load_state_dict(&ckpt).with_context(|| format!("loading {}", ckpt.display()))?;
+    // Every checkpoint error names the file.
+    let sd = load_state_dict(&ckpt)?;
     Ok((cfg, sd, what))
 }
 
@@ -243,6 +244,9 @@ fn separate(args: SeparateArgs) -> Result<()> {
     };
     // Settings that need no model are refused before it loads.
     export.validate_template()?;
+    for file in &args.files {
+        check_input(file)?;
+    }
     let sep = build_separator(&args.model)?;
     let cfg = sep.config().clone();
     if let Some(list) = &args.stems {
@@ -325,12 +329,21 @@ fn separate(args: SeparateArgs) -> Result<()> {
                 }
             }
             Err(e) if cancel.is_cancelled() => {
-                eprintln!("cancelled: {e:#}; no partial files were written");
+                eprintln!(
+                    "cancelled: {}; no partial files were written",
+                    error_text(&e)
+                );
                 std::process::exit(130);
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("error: {}: {e:#}", file.display());
+                // Most errors name the file already.
+                let text = error_text(&e);
+                if text.contains(&file.display().to_string()) {
+                    eprintln!("error: {text}");
+                } else {
+                    eprintln!("error: {}: {text}", file.display());
+                }
             }
         }
     }
@@ -338,6 +351,51 @@ fn separate(args: SeparateArgs) -> Result<()> {
         bail!("{failures} of {} file(s) failed", args.files.len());
     }
     Ok(())
+}
+
+/// Refuses, before any work, an input that cannot be separated whatever its content: `-`
+/// (standard input), and pipes and devices (`/dev/stdin`, `/dev/zero`): a song is read twice,
+/// once to count its samples and once to separate them, which a pipe cannot do.
+fn check_input(file: &Path) -> Result<()> {
+    if file.as_os_str() == "-" {
+        bail!(
+            "reading a song from standard input (`-`) is not supported; save it to a file and \
+             pass its path"
+        );
+    }
+    // A missing file or a directory is reported by the decoder, with the reason.
+    let Ok(meta) = std::fs::metadata(file) else {
+        return Ok(());
+    };
+    if meta.is_dir() || meta.is_file() {
+        return Ok(());
+    }
+    let kind = {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            if t.is_fifo() {
+                "a pipe"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            "not a regular file"
+        }
+    };
+    bail!(
+        "'{}' is {kind}, not an audio file: locosep reads a song twice (once to count its \
+         samples, once to separate them), which a pipe or device cannot do; save it to a file \
+         first",
+        file.display()
+    )
 }
 
 fn separate_one(
@@ -437,6 +495,25 @@ fn presets() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The message `locosep` prints for `e`: its context chain joined by `: `, leaving out a cause
+/// whose text the message already holds (an I/O error quoted by its wrapper would otherwise
+/// appear twice: "… (os error 2): … (os error 2)"), with numbers of hundreds of digits
+/// written compactly (`1e308`).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    crate::model::config::compact_long_numbers(&text)
 }
 
 /// Runs the CLI; without a subcommand, the desktop app.

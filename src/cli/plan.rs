@@ -1,6 +1,6 @@
 //! `locosep plan`: predicted device memory per preset, and fitting settings to a budget.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::memory::planner::{
@@ -151,10 +151,10 @@ pub fn run(a: PlanArgs) -> Result<()> {
     let cfg: ModelConfig = preset(name)?.config;
     let m = crate::engine::plan::plan_model(&cfg);
     if !(1..=2).contains(&a.channels) {
-        bail!("--channels must be 1 or 2");
+        bail!("--channels must be 1 or 2, got {}", a.channels);
     }
     if let Some(b) = &a.budget {
-        let budget = parse_bytes(b)?;
+        let budget = parse_bytes(b).with_context(|| format!("--budget {b}"))?;
         let backend = if a.attention == "fused" {
             BackendKind::Fused
         } else {
@@ -165,7 +165,8 @@ pub fn run(a: PlanArgs) -> Result<()> {
         } else {
             Mode::Inference
         };
-        let fitted = fit(&m, budget, a.channels, mode, backend)?;
+        let fitted =
+            fit(&m, budget, a.channels, mode, backend).with_context(|| format!("--budget {b}"))?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&fitted)?);
         } else {
@@ -176,7 +177,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let chunk = parse_bytes(&a.chunk)?;
+    let chunk = parse_bytes(&a.chunk).with_context(|| format!("--chunk {}", a.chunk))?;
     let min_seconds = m.n_fft as f64 / m.sample_rate.max(1) as f64;
     let seg = match a.seconds {
         None => m.segment_samples,
@@ -184,8 +185,9 @@ pub fn run(a: PlanArgs) -> Result<()> {
             ((s * m.sample_rate as f64).round() as usize).max(m.n_fft)
         }
         Some(s) => bail!(
-            "--seconds {s} is out of range: it must be between one STFT window \
+            "--seconds {} is out of range: it must be between one STFT window \
              ({min_seconds:.4} s = {} samples) and {MAX_PLAN_SECONDS} s",
+            crate::model::config::fmt_number(s),
             m.n_fft
         ),
     };

@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::synth::musdb::{SynthOptions, synth_dataset};
+use crate::model::config::fmt_number;
+use crate::synth::musdb::{MAX_SECONDS, MAX_TRACKS, SynthOptions, synth_dataset};
 
 /// Arguments of `synth`.
 #[derive(Args, Debug)]
@@ -39,6 +40,20 @@ pub struct SynthArgs {
 
 /// Runs the renderer with a progress bar.
 pub fn run(a: SynthArgs) -> Result<()> {
+    // The flags by name, before the renderer checks the same ranges.
+    if !(a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= MAX_SECONDS) {
+        anyhow::bail!(
+            "--seconds {} is out of range: it must be > 0 and at most {MAX_SECONDS}",
+            fmt_number(a.seconds)
+        );
+    }
+    let min_tracks = if a.midi.is_some() { 0 } else { 1 };
+    if !(min_tracks..=MAX_TRACKS).contains(&a.tracks) {
+        anyhow::bail!(
+            "--tracks {} is out of range: it must be between {min_tracks} and {MAX_TRACKS}",
+            a.tracks
+        );
+    }
     let mut opts = SynthOptions::new(&a.out);
     opts.tracks = a.tracks;
     opts.seconds = a.seconds;

@@ -115,6 +115,9 @@ pub struct EvalArgs {
     pub overwrite: bool,
 }
 
+/// Most `train --steps` (a run that long would take years; a larger number is a typo).
+pub const MAX_TRAIN_STEPS: usize = 100_000_000;
+
 /// Longest `eval --seconds` excerpt accepted (6 hours, the decoder's limit).
 pub const MAX_EVAL_SECONDS: f64 = 6.0 * 3600.0;
 
@@ -154,6 +157,12 @@ fn model_and_start(a: &TrainArgs) -> Result<(ModelConfig, Option<PathBuf>)> {
 
 /// Runs `train`.
 pub fn run_train(a: TrainArgs) -> Result<()> {
+    if a.steps > MAX_TRAIN_STEPS {
+        bail!(
+            "--steps {} is out of range: it must be between 1 and {MAX_TRAIN_STEPS}",
+            a.steps
+        );
+    }
     let (model_cfg, from) = model_and_start(&a)?;
     let cfg = TrainConfig {
         data: a.data,
@@ -183,7 +192,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     cfg.validate(&model_cfg)?;
     if let Some(b) = &a.budget {
         use crate::memory::planner::{BackendKind, Mode, fit, parse_bytes};
-        let budget = parse_bytes(b)?;
+        let budget = parse_bytes(b).map_err(|e| anyhow::anyhow!("--budget {b}: {e}"))?;
         let mut m = crate::engine::plan::plan_model(&model_cfg);
         m.segment_samples = (a.segment * model_cfg.sample_rate as f64) as usize;
         let mode = if a.checkpointing {
@@ -193,7 +202,8 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         };
         match fit(&m, budget, 1, mode, BackendKind::NonFused) {
             Ok(f) => f.explanation.iter().for_each(|l| eprintln!("plan: {l}")),
-            Err(e) => eprintln!("plan: {e}"),
+            // A budget nothing fits in is refused rather than trained past.
+            Err(e) => bail!("--budget {b}: {e}"),
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -254,7 +264,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         bail!(
             "--seconds {} is out of range: it must be between 0 (whole tracks) and \
              {MAX_EVAL_SECONDS} s",
-            a.seconds
+            crate::model::config::fmt_number(a.seconds)
         );
     }
     if let Some(p) = &a.json

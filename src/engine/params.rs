@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::audio::AudioBuffer;
-use crate::model::config::{InputNorm, ModelConfig};
+use crate::model::config::limits::MAX_SEGMENT_SECONDS;
+use crate::model::config::{InputNorm, ModelConfig, fmt_number, fmt_number_f32};
 
 use super::EngineError;
 
@@ -96,16 +97,17 @@ impl SeparateParams {
         if !(0.0..0.95).contains(&self.overlap) {
             return bad(format!(
                 "--overlap must be in [0, 0.95), got {}",
-                self.overlap
+                fmt_number_f32(self.overlap)
             ));
         }
         if let Some(s) = self.segment_seconds {
             let min = (cfg.n_fft as f64) / cfg.sample_rate as f64;
-            if !(s.is_finite() && s >= min) {
+            if !(s.is_finite() && s >= min && s <= MAX_SEGMENT_SECONDS) {
                 return bad(format!(
-                    "--segment must be at least {min:.3} s (one STFT window of {} samples) for \
-                     this model, got {s}",
-                    cfg.n_fft
+                    "--segment must be between {min:.3} s (one STFT window of {} samples) for \
+                     this model and {MAX_SEGMENT_SECONDS} s, got {}",
+                    cfg.n_fft,
+                    fmt_number(s)
                 ));
             }
         }
@@ -116,7 +118,7 @@ impl SeparateParams {
             ));
         }
         if self.batch == 0 {
-            return bad("batch must be ≥ 1".into());
+            return bad("--batch must be at least 1, got 0".into());
         }
         Ok(())
     }

@@ -181,7 +181,7 @@ impl Separator {
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .map_err(|e| EngineError::Device(format!("cannot read the result back: {e:?}")))?;
+            .map_err(|e| EngineError::Device(format!("cannot read the result back: {e}")))?;
         let s = self.cfg.n_sources();
         let mut out = vec![vec![vec![Vec::new(); ac]; s]; b];
         for (bi, item) in out.iter_mut().enumerate() {
@@ -642,6 +642,7 @@ fn gpu_attempt<T>(
 mod tests {
     use super::*;
     use crate::engine::device::{DeviceChoice, resolve};
+    use crate::model::config::limits::MAX_SEGMENT_SECONDS;
     use crate::model::config::preset;
     use crate::model::loader::init_state_dict;
 
@@ -669,7 +670,7 @@ mod tests {
                 .unwrap();
             (stems, chunks)
         };
-        let (hour, chunks) = run(3600.0);
+        let (hour, chunks) = run(MAX_SEGMENT_SECONDS);
         assert_eq!(chunks, 1, "one chunk: the whole song");
         let (song, _) = run(n as f64 / 44_100.0);
         for (a, b) in hour.audio.iter().zip(&song.audio) {

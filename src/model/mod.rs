@@ -4,6 +4,7 @@
 //! Runs on any burn [`Device`](burn::tensor::Device) (wgpu, flex, with or without autodiff).
 
 pub mod bandsplit;
+pub mod checkpoint;
 pub mod config;
 pub mod conv;
 pub mod folder;
@@ -11,7 +12,6 @@ mod host;
 pub mod layers;
 pub mod loader;
 pub mod network;
-pub mod pth;
 pub mod reduce;
 pub mod state_dict;
 

@@ -109,7 +109,7 @@ pub fn synth_dataset(opts: &SynthOptions, progress: &dyn Fn(usize, usize)) -> Re
     if !(opts.seconds.is_finite() && opts.seconds > 0.0 && opts.seconds <= MAX_SECONDS) {
         return Err(SynthError::InvalidOptions(format!(
             "seconds must be > 0 and at most {MAX_SECONDS}, got {}",
-            opts.seconds
+            crate::model::config::fmt_number(opts.seconds)
         )));
     }
     if opts.tracks > MAX_TRACKS {

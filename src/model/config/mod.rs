@@ -16,9 +16,16 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 mod bands;
+mod keyed;
+mod number;
 mod omegaconf;
+mod resolve;
+mod validate;
+mod yaml_depth;
 
 pub use bands::{MIXIT_BANDS, merl_band_table};
+pub use number::{compact_long_numbers, fmt_number, fmt_number_f32};
+pub use yaml_depth::MAX_YAML_FLOW_DEPTH;
 
 /// Reads a config file of at most [`limits::MAX_CONFIG_BYTES`] (`--config /dev/zero` must not
 /// fill the memory).
@@ -70,6 +77,14 @@ pub enum ConfigError {
     /// A value is out of the range the model supports.
     #[error("invalid model config: {0}")]
     Invalid(String),
+    /// A value of a config file is out of the range the model supports.
+    #[error("invalid model config {path}: {detail}")]
+    InvalidFile {
+        /// File that was read.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// No preset of that name exists.
     #[error("unknown preset `{name}`; available presets: {available}")]
     UnknownPreset {
@@ -198,6 +213,8 @@ pub mod limits {
     pub const MAX_SAMPLE_RATE: u32 = 384_000;
     /// Longest default segment (s).
     pub const MAX_SEGMENT_SECONDS: f64 = 600.0;
+    /// Most STFT frames in one default segment (the time path attends over all of them).
+    pub const MAX_SEGMENT_FRAMES: usize = 65_536;
     /// Largest config file read (bytes).
     pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 }
@@ -381,146 +398,6 @@ impl ModelConfig {
         serde_json::to_string_pretty(&v).unwrap_or_default()
     }
 
-    /// Checks every invariant the network relies on.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
-        use limits::*;
-        let in_range = |name: &str, v: usize, lo: usize, hi: usize| {
-            if (lo..=hi).contains(&v) {
-                Ok(())
-            } else {
-                Err(ConfigError::Invalid(format!(
-                    "{name} must be in {lo}..={hi}, got {v}"
-                )))
-            }
-        };
-        in_range("n_fft", self.n_fft, 4, MAX_N_FFT)?;
-        in_range("number of sources", self.sources.len(), 1, MAX_SOURCES)?;
-        in_range("n_layers", self.n_layers, 0, MAX_LAYERS)?;
-        in_range("emb_dim", self.emb_dim, 1, MAX_DIM)?;
-        in_range("attention_dim", self.attention_dim, 1, MAX_DIM)?;
-        for &h in &self.ffn_hidden_dim {
-            in_range("ffn_hidden_dim", h, 1, MAX_DIM)?;
-        }
-        in_range("conv1d_kernel", self.conv1d_kernel, 1, 64)?;
-        // A hop below n_fft/16 multiplies the frames (and the cost) without adding information.
-        if self.hop_length < (self.n_fft / 16).max(1) {
-            return bad(format!(
-                "hop_length must be at least n_fft/16 = {} for n_fft {}, got {}",
-                (self.n_fft / 16).max(1),
-                self.n_fft,
-                self.hop_length
-            ));
-        }
-        if self.sample_rate > MAX_SAMPLE_RATE {
-            return bad(format!(
-                "sample_rate must be at most {MAX_SAMPLE_RATE} Hz, got {}",
-                self.sample_rate
-            ));
-        }
-        if !(self.eps.is_finite() && self.eps > 0.0 && self.eps <= 1.0) {
-            return bad(format!("eps must be in (0, 1], got {}", self.eps));
-        }
-        if self.segment_seconds > MAX_SEGMENT_SECONDS {
-            return bad(format!(
-                "segment_seconds must be at most {MAX_SEGMENT_SECONDS} s, got {}",
-                self.segment_seconds
-            ));
-        }
-        if let Some(bs) = self.band_split() {
-            let total: usize = bs.bands.iter().sum();
-            if total != self.n_freqs() || bs.bands.contains(&0) {
-                return bad(format!(
-                    "the band table covers {total} bins in {} bands, but n_fft {} has {} bins",
-                    bs.bands.len(),
-                    self.n_fft,
-                    self.n_freqs()
-                ));
-            }
-            if bs.flavour == BsFlavour::Mixit && !bs.masking {
-                return bad("mixit-mss BS-Locoformer models always use complex masking".into());
-            }
-        }
-        if let Pipeline::Css(css) = self.pipeline {
-            let ok = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_SEGMENT_SECONDS;
-            if !(ok(css.segment_seconds) && ok(css.shift_seconds))
-                || css.shift_seconds > css.segment_seconds
-            {
-                return bad(format!(
-                    "css_segment_size ({}) and css_shift_size ({}) must satisfy 0 < shift ≤ segment ≤ {MAX_SEGMENT_SECONDS} s",
-                    css.segment_seconds, css.shift_seconds
-                ));
-            }
-        }
-        if self.n_fft < 4 || self.n_fft % 2 != 0 {
-            return bad(format!(
-                "n_fft must be an even number ≥ 4, got {}",
-                self.n_fft
-            ));
-        }
-        if self.hop_length == 0 || self.hop_length > self.n_fft {
-            return bad(format!(
-                "hop_length must be in 1..=n_fft ({}), got {}",
-                self.n_fft, self.hop_length
-            ));
-        }
-        if self.sources.is_empty() {
-            return bad("at least one source is needed".into());
-        }
-        if self.n_heads == 0 || self.attention_dim % self.n_heads != 0 {
-            return bad(format!(
-                "attention_dim ({}) must be a multiple of n_heads ({})",
-                self.attention_dim, self.n_heads
-            ));
-        }
-        if self.head_dim() % 2 != 0 && self.pos_enc == PosEnc::Rope {
-            return bad(format!(
-                "RoPE needs an even head dimension, got {}",
-                self.head_dim()
-            ));
-        }
-        if self.num_groups == 0 || self.emb_dim % self.num_groups != 0 {
-            return bad(format!(
-                "emb_dim ({}) must be a multiple of num_groups ({})",
-                self.emb_dim, self.num_groups
-            ));
-        }
-        if self.ffn_hidden_dim.is_empty() || self.ffn_hidden_dim.len() > 2 {
-            return bad("ffn_hidden_dim must have one or two entries".into());
-        }
-        if self.conv1d_kernel == 0
-            || self.conv1d_shift == 0
-            || self.conv1d_shift > self.conv1d_kernel
-        {
-            return bad(format!(
-                "conv1d_kernel ({}) and conv1d_shift ({}) must satisfy 1 ≤ shift ≤ kernel",
-                self.conv1d_kernel, self.conv1d_shift
-            ));
-        }
-        if !(1..=2).contains(&self.audio_channels) {
-            return bad(format!(
-                "audio_channels must be 1 or 2, got {}",
-                self.audio_channels
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
-        }
-        if self.segment_seconds <= 0.0 || !self.segment_seconds.is_finite() {
-            return bad(format!(
-                "segment must be > 0 s, got {}",
-                self.segment_seconds
-            ));
-        }
-        if self.sample_rate < 8000 {
-            return bad(format!(
-                "sample_rate must be ≥ 8000 Hz, got {}",
-                self.sample_rate
-            ));
-        }
-        Ok(())
-    }
-
     /// Reads a config from any supported file: `.toml` (our presets), `.json` (reference
     /// keyword arguments) or `.yaml`/`.yml` (the fork's `model:` section or ESPnet's
     /// `separator_conf`).
@@ -547,14 +424,26 @@ impl ModelConfig {
         match ext.as_str() {
             "toml" => Self::from_toml_str(&text, &name).map_err(|e| match e {
                 ConfigError::Parse { detail, .. } => parse_err(detail),
+                ConfigError::Invalid(detail) => ConfigError::InvalidFile {
+                    path: path.display().to_string(),
+                    detail,
+                },
                 other => other,
             }),
             "json" => Self::from_json_str(&text, &name).map_err(|e| match e {
                 ConfigError::Parse { detail, .. } => parse_err(detail),
+                ConfigError::Invalid(detail) => ConfigError::InvalidFile {
+                    path: path.display().to_string(),
+                    detail,
+                },
                 other => other,
             }),
             "yaml" | "yml" => Self::from_yaml_str(&text, &name).map_err(|e| match e {
                 ConfigError::Parse { detail, .. } => parse_err(detail),
+                ConfigError::Invalid(detail) => ConfigError::InvalidFile {
+                    path: path.display().to_string(),
+                    detail,
+                },
                 other => other,
             }),
             other => Err(parse_err(format!(
@@ -568,16 +457,16 @@ impl ModelConfig {
     pub fn from_toml_str(text: &str, name: &str) -> Result<Self, ConfigError> {
         let preset: PresetFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: name.into(),
-            detail: e.to_string(),
+            detail: compact_long_numbers(&e.to_string()),
         })?;
         preset.resolve(name)
     }
 
     /// Parses the reference's keyword-argument JSON.
     pub fn from_json_str(text: &str, name: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw = keyed::raw_from_json(text).map_err(|detail| ConfigError::Parse {
             path: name.into(),
-            detail: e.to_string(),
+            detail,
         })?;
         raw.resolve(name)
     }
@@ -589,46 +478,67 @@ impl ModelConfig {
             path: name.into(),
             detail,
         };
+        if text.len() as u64 > limits::MAX_CONFIG_BYTES {
+            return Err(perr(format!(
+                "the text is larger than {} MiB; a model config is a few kilobytes",
+                limits::MAX_CONFIG_BYTES >> 20
+            )));
+        }
+        // Before serde_yaml, whose parser is quadratic in the flow nesting depth.
+        yaml_depth::check_flow_depth(text).map_err(perr)?;
         let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| perr(e.to_string()))?;
         if let Some(raw) = omegaconf::mixit_raw_config(&doc).map_err(perr)? {
             return raw.resolve(name);
         }
         let get = |k: &str| doc.get(k).cloned();
         let (mut raw, is_espnet): (RawConfig, bool) = if let Some(model) = get("model") {
-            (
-                serde_yaml::from_value(model).map_err(|e| perr(format!("model: {e}")))?,
-                false,
-            )
+            (keyed::raw_from_yaml(&model, "model").map_err(perr)?, false)
         } else if let Some(sep) = get("separator_conf") {
             (
-                serde_yaml::from_value(sep).map_err(|e| perr(format!("separator_conf: {e}")))?,
+                keyed::raw_from_yaml(&sep, "separator_conf").map_err(perr)?,
                 true,
             )
         } else {
-            (
-                serde_yaml::from_value(doc.clone()).map_err(|e| perr(e.to_string()))?,
-                false,
-            )
+            (keyed::raw_from_yaml(&doc, "").map_err(perr)?, false)
         };
+        // A whole number of at most `max`, when the key is present.
+        let uint = |v: Option<&serde_yaml::Value>, what: &str, max: u64| match v {
+            None => Ok(None),
+            Some(v) => match v.as_u64().filter(|n| *n <= max) {
+                Some(n) => Ok(Some(n)),
+                None => Err(perr(format!(
+                    "{what} must be a whole number in 0..={max}, got {}",
+                    serde_yaml::to_string(v)
+                        .unwrap_or_default()
+                        .trim()
+                        .chars()
+                        .take(40)
+                        .collect::<String>()
+                ))),
+            },
+        };
+        let rate_max = u64::from(u32::MAX);
         if let Some(ds) = get("dataset") {
-            if let Some(sr) = ds.get("sample_rate").and_then(|v| v.as_u64()) {
+            if let Some(sr) = uint(ds.get("sample_rate"), "dataset.sample_rate", rate_max)? {
                 raw.sample_rate = Some(sr as u32);
             }
-            if let Some(seg) = ds.get("segment_length").and_then(|v| v.as_u64()) {
+            let seg = uint(ds.get("segment_length"), "dataset.segment_length", 1 << 40)?;
+            if let Some(seg) = seg {
                 let sr = raw.sample_rate.unwrap_or(44_100) as f64;
                 raw.segment_seconds = Some(seg as f64 / sr);
             }
         }
         if is_espnet {
             if let Some(enc) = get("encoder_conf") {
-                if let Some(n) = enc.get("n_fft").and_then(|v| v.as_u64()) {
+                let max = limits::MAX_N_FFT as u64 * 16;
+                if let Some(n) = uint(enc.get("n_fft"), "encoder_conf.n_fft", max)? {
                     raw.n_fft = Some(n as usize);
                 }
-                if let Some(h) = enc.get("hop_length").and_then(|v| v.as_u64()) {
+                if let Some(h) = uint(enc.get("hop_length"), "encoder_conf.hop_length", max)? {
                     raw.hop_length = Some(h as usize);
                 }
             }
-            if let Some(fs) = get("fs").and_then(|v| v.as_u64()) {
+            if let Some(fs) = uint(get("fs").as_ref(), "fs", rate_max)? {
                 raw.sample_rate = Some(fs as u32);
             }
             // ESPnet enhancement recipes normalise the mixture by its standard deviation.
@@ -716,148 +626,6 @@ fn default_sources(n: usize, mixit: bool) -> Vec<String> {
             .map(String::from)
             .to_vec(),
         _ => (1..=n).map(|i| format!("source{i}")).collect(),
-    }
-}
-
-impl RawConfig {
-    /// Applies the reference defaults and validates.
-    pub fn resolve(self, name: &str) -> Result<ModelConfig, ConfigError> {
-        let norm_type = match self.norm_type.as_deref() {
-            None | Some("rmsgroupnorm") => NormType::RmsGroupNorm,
-            Some("layernorm") => NormType::LayerNorm,
-            Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "norm_type `{other}` is not supported; locosep implements `rmsgroupnorm` \
-                     and `layernorm`"
-                )));
-            }
-        };
-        let merl_bs = self.stft_size.is_some() || self.masking.is_some() || self.stereo.is_some();
-        let flavour = match self.architecture.as_deref() {
-            None if merl_bs => Some(BsFlavour::Merl),
-            None | Some("tflocoformer") => None,
-            Some("bslocoformer") => Some(BsFlavour::Merl),
-            Some("bslocoformer-mixit") => Some(BsFlavour::Mixit),
-            Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "architecture `{other}` is unknown; use tflocoformer, bslocoformer or \
-                     bslocoformer-mixit"
-                )));
-            }
-        };
-        let mixit = flavour == Some(BsFlavour::Mixit);
-        let ffn_types = self
-            .ffn_type
-            .map(OneOrList::into_vec)
-            .unwrap_or_else(|| vec!["swiglu_conv1d".into()]);
-        if let Some(bad) = ffn_types.iter().find(|t| t.as_str() != "swiglu_conv1d") {
-            return Err(ConfigError::Invalid(format!(
-                "ffn_type `{bad}` is not supported; locosep implements `swiglu_conv1d`"
-            )));
-        }
-        let mut ffn_hidden = self
-            .ffn_hidden_dim
-            .map(OneOrList::into_vec)
-            .unwrap_or_else(|| vec![384]);
-        if ffn_hidden.len() != ffn_types.len() {
-            if ffn_hidden.len() == 1 {
-                ffn_hidden = vec![ffn_hidden[0]; ffn_types.len()];
-            } else {
-                return Err(ConfigError::Invalid(format!(
-                    "ffn_type has {} entries but ffn_hidden_dim has {}",
-                    ffn_types.len(),
-                    ffn_hidden.len()
-                )));
-            }
-        }
-        // The reference builds its FFN list reversed: `zip(ffn_type[::-1], ffn_hidden_dim[::-1])`,
-        // so module index 0 (after attention) is the LAST list entry.
-        ffn_hidden.reverse();
-        let n_out = self.n_sources.or(self.num_spk).unwrap_or(4);
-        if !(1..=limits::MAX_SOURCES).contains(&n_out) {
-            return Err(ConfigError::Invalid(format!(
-                "the number of sources must be in 1..={}, got {n_out}",
-                limits::MAX_SOURCES
-            )));
-        }
-        let sources = match self.sources {
-            Some(s) if s.len() == n_out || self.n_sources.is_none() && self.num_spk.is_none() => s,
-            Some(s) => {
-                return Err(ConfigError::Invalid(format!(
-                    "{} source names given for {} outputs",
-                    s.len(),
-                    n_out
-                )));
-            }
-            None => default_sources(n_out, mixit),
-        };
-        let sample_rate = self.sample_rate.unwrap_or(44_100);
-        let n_fft = self.n_fft.or(self.stft_size).unwrap_or(2048);
-        // MERL's band-split recipes use a quarter-window hop.
-        let default_hop = if flavour == Some(BsFlavour::Merl) {
-            n_fft / 4
-        } else {
-            512
-        };
-        let arch = match flavour {
-            None => Arch::Conv,
-            Some(flavour) => Arch::BandSplit(BandSplit {
-                flavour,
-                masking: self.masking.unwrap_or(true),
-                bands: match flavour {
-                    BsFlavour::Merl => merl_band_table(n_fft, sample_rate),
-                    BsFlavour::Mixit => MIXIT_BANDS.to_vec(),
-                },
-            }),
-        };
-        let audio_channels = self
-            .audio_channels
-            .or(self.num_chan)
-            .or(self.stereo.map(|s| if s { 2 } else { 1 }))
-            .unwrap_or(1);
-        let pipeline = match (self.css_segment_size, self.css_shift_size) {
-            (Some(segment_seconds), shift) => Pipeline::Css(CssParams {
-                segment_seconds,
-                shift_seconds: shift.unwrap_or(segment_seconds),
-                normalize_mixture: self.normalize_mixture.unwrap_or(true),
-                scaling: self.scaling.unwrap_or(false),
-            }),
-            (None, _) => Pipeline::OverlapAdd,
-        };
-        let segment_seconds = match pipeline {
-            Pipeline::Css(css) => self.segment_seconds.unwrap_or(css.segment_seconds),
-            Pipeline::OverlapAdd => self.segment_seconds.unwrap_or(3.0),
-        };
-        let cfg = ModelConfig {
-            name: name.to_string(),
-            sample_rate,
-            n_fft,
-            hop_length: self.hop_length.unwrap_or(default_hop),
-            sources,
-            n_layers: self.n_layers.unwrap_or(6),
-            emb_dim: self.emb_dim.unwrap_or(128),
-            attention_dim: self.attention_dim.unwrap_or(128),
-            n_heads: self.n_heads.unwrap_or(4),
-            num_groups: self.num_groups.unwrap_or(4),
-            ffn_hidden_dim: ffn_hidden,
-            conv1d_kernel: self.conv1d_kernel.unwrap_or(4),
-            conv1d_shift: self.conv1d_shift.unwrap_or(1),
-            tf_order: self.tf_order.unwrap_or(TfOrder::FreqTime),
-            eps: self.eps.unwrap_or(1e-5),
-            dropout: self.dropout.unwrap_or(0.0),
-            // mixit-mss's BS-Locoformer has no positional encoding.
-            pos_enc: self
-                .pos_enc
-                .unwrap_or(if mixit { PosEnc::Nope } else { PosEnc::Rope }),
-            audio_channels,
-            input_norm: self.input_norm.unwrap_or(InputNorm::None),
-            segment_seconds,
-            norm_type,
-            arch,
-            pipeline,
-        };
-        cfg.validate()?;
-        Ok(cfg)
     }
 }
 
@@ -963,134 +731,4 @@ pub fn preset(name: &str) -> Result<Preset, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_builtin_preset_parses() {
-        for (name, text) in BUILTIN_PRESETS {
-            ModelConfig::from_toml_str(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-        assert_eq!(builtin_presets().len(), BUILTIN_PRESETS.len());
-    }
-
-    #[test]
-    fn preset_param_counts_match_architecture_table() {
-        // ARCHITECTURE.md table (mono).
-        let want = [
-            ("small", 1.39e6),
-            ("ultra-safe", 7.40e6),
-            ("memory-optimized", 19.7e6),
-            ("balanced", 59.1e6),
-            ("xlarge", 157e6),
-        ];
-        for (name, n) in want {
-            let got = preset(name).unwrap().config.param_count() as f64;
-            assert!((got - n).abs() / n < 0.005, "{name}: {got} vs {n}");
-        }
-    }
-
-    #[test]
-    fn fixture_json_configs_import() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tflocoformer");
-        let mss = ModelConfig::from_file(&root.join("mss-tiny/config.json")).unwrap();
-        assert_eq!(
-            (mss.n_fft, mss.hop_length, mss.emb_dim, mss.n_heads),
-            (256, 64, 16, 2)
-        );
-        assert_eq!(mss.sources, vec!["vocals", "drums", "bass", "other"]);
-        let sep = ModelConfig::from_file(&root.join("tiny-separator/config.json")).unwrap();
-        assert_eq!(sep.n_sources(), 2);
-        assert_eq!(sep.ffn_hidden_dim, vec![48, 48]);
-    }
-
-    #[test]
-    fn fork_yaml_and_espnet_yaml_import() {
-        let fork = "dataset:\n  sample_rate: 44100\n  segment_length: 88200\nmodel:\n  n_fft: 1024\n  \
-                    hop_length: 256\n  n_sources: 4\n  n_layers: 3\n  emb_dim: 48\n  norm_type: \
-                    rmsgroupnorm\n  num_groups: 4\n  tf_order: ft\n  n_heads: 4\n  attention_dim: 48\n  \
-                    pos_enc: rope\n  ffn_type:\n    - swiglu_conv1d\n    - swiglu_conv1d\n  \
-                    ffn_hidden_dim:\n    - 192\n    - 192\n  conv1d_kernel: 4\n  conv1d_shift: 1\n  \
-                    dropout: 0.1\n  eps: 1.0e-5\n";
-        let c = ModelConfig::from_yaml_str(fork, "fork").unwrap();
-        assert_eq!(c.segment_seconds, 2.0);
-        assert_eq!(
-            c.param_count(),
-            preset("small").unwrap().config.param_count()
-        );
-        let espnet = "num_spk: &num_spk 2\nencoder: stft\nencoder_conf:\n  n_fft: 256\n  hop_length: 128\n\
-                      separator: tflocoformer\nseparator_conf:\n  num_spk: *num_spk\n  n_layers: 4\n  \
-                      emb_dim: 96\n  ffn_type:\n    - swiglu_conv1d\n    - swiglu_conv1d\n  \
-                      ffn_hidden_dim:\n    - 128\n    - 128\n  conv1d_kernel: 8\n";
-        let e = ModelConfig::from_yaml_str(espnet, "espnet").unwrap();
-        assert_eq!(
-            (e.n_fft, e.hop_length, e.n_sources(), e.conv1d_kernel),
-            (256, 128, 2, 8)
-        );
-        assert_eq!(e.attention_dim, 128, "reference default");
-        assert_eq!(e.input_norm, InputNorm::Std);
-    }
-
-    #[test]
-    fn band_split_presets_and_fixture_configs_resolve() {
-        let small = preset("bs-small").unwrap().config;
-        assert_eq!(small.freq_len(), 62);
-        assert_eq!(small.audio_channels, 2);
-        assert_eq!(small.sources, vec!["bass", "drums", "vocals", "other"]);
-        assert!(matches!(small.pipeline, Pipeline::Css(c) if c.segment_seconds == 12.0));
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bslocoformer");
-        let mono = ModelConfig::from_file(&root.join("bs-mono-mask/config.json")).unwrap();
-        let bs = mono.band_split().expect("stft_size makes it a BS model");
-        assert_eq!(
-            (bs.flavour, bs.masking, bs.bands.len()),
-            (BsFlavour::Merl, true, 62)
-        );
-        assert_eq!(
-            (mono.n_fft, mono.hop_length, mono.audio_channels),
-            (2048, 512, 1)
-        );
-        let st = ModelConfig::from_file(&root.join("bs-stereo-map/config.json")).unwrap();
-        assert_eq!(st.audio_channels, 2);
-        assert!(!st.band_split().unwrap().masking);
-        let mixit = ModelConfig::from_file(&root.join("mixit-small/merged_config.yaml")).unwrap();
-        assert_eq!(mixit.name, "mixit-small");
-        assert_eq!(mixit.pos_enc, PosEnc::Nope);
-        assert_eq!(mixit.conv1d_kernel, 8);
-    }
-
-    #[test]
-    fn reference_json_round_trips() {
-        for p in builtin_presets() {
-            let back = ModelConfig::from_json_str(&p.config.to_reference_json(), &p.name).unwrap();
-            assert_eq!(back, p.config);
-        }
-    }
-
-    #[test]
-    fn bad_values_are_explained() {
-        let err =
-            ModelConfig::from_json_str(r#"{"emb_dim": 30, "num_groups": 4}"#, "x").unwrap_err();
-        assert!(err.to_string().contains("multiple of num_groups"), "{err}");
-        let err = ModelConfig::from_json_str(r#"{"norm_type": "batchnorm"}"#, "x").unwrap_err();
-        assert!(err.to_string().contains("batchnorm"), "{err}");
-        let ln = ModelConfig::from_json_str(r#"{"norm_type": "layernorm"}"#, "x").unwrap();
-        assert_eq!(ln.norm_type, NormType::LayerNorm);
-        // Numbers without bounds are refused with the value and its range.
-        for (json, what) in [
-            (r#"{"n_sources": 1000000000}"#, "1..=64"),
-            (r#"{"eps": -1}"#, "eps"),
-            (r#"{"n_layers": 1000000}"#, "n_layers"),
-            (r#"{"emb_dim": 0, "num_groups": 1}"#, "emb_dim"),
-            (r#"{"hop_length": 1}"#, "hop_length"),
-            (r#"{"n_fft": 1073741824}"#, "n_fft"),
-            (r#"{"sample_rate": 4294967295}"#, "sample_rate"),
-        ] {
-            let err = ModelConfig::from_json_str(json, "x")
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(what), "{json}: {err}");
-        }
-        let err = preset("nope").unwrap_err();
-        assert!(err.to_string().contains("small"), "{err}");
-    }
-}
+mod tests;

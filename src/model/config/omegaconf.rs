@@ -8,6 +8,16 @@ use serde_yaml::Value;
 
 use super::RawConfig;
 
+/// `v` as written in YAML, on one line and shortened, for messages.
+fn show(v: &Value) -> String {
+    let text = serde_yaml::to_string(v).unwrap_or_default();
+    let line = text.trim().replace('\n', " ");
+    match line.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
+    }
+}
+
 /// Deepest chain of interpolations followed (`a: ${b}`, `b: ${c}`, …).
 const MAX_DEPTH: usize = 16;
 
@@ -30,8 +40,7 @@ pub(super) fn mixit_raw_config(doc: &Value) -> Result<Option<RawConfig>, String>
         ));
     }
     let model = resolve(model, doc, "task.model.model", 0)?;
-    let mut raw: RawConfig =
-        serde_yaml::from_value(model).map_err(|e| format!("task.model.model: {e}"))?;
+    let mut raw: RawConfig = super::keyed::raw_from_yaml(&model, "task.model.model")?;
     let field = |v: &Value, key: &str, path: &str| -> Result<Option<Value>, String> {
         v.get(key)
             .map(|x| resolve(x, doc, &format!("{path}.{key}"), 0))
@@ -40,21 +49,21 @@ pub(super) fn mixit_raw_config(doc: &Value) -> Result<Option<RawConfig>, String>
     let num = |v: Option<Value>, what: &str| -> Result<Option<f64>, String> {
         v.map(|v| {
             v.as_f64()
-                .ok_or_else(|| format!("{what} must be a number, got {v:?}"))
+                .ok_or_else(|| format!("{what} must be a number, got {}", show(&v)))
         })
         .transpose()
     };
     let int = |v: Option<Value>, what: &str| -> Result<Option<u64>, String> {
         v.map(|v| {
             v.as_u64()
-                .ok_or_else(|| format!("{what} must be a non-negative integer, got {v:?}"))
+                .ok_or_else(|| format!("{what} must be a non-negative integer, got {}", show(&v)))
         })
         .transpose()
     };
     let boolean = |v: Option<Value>, what: &str| -> Result<Option<bool>, String> {
         v.map(|v| {
             v.as_bool()
-                .ok_or_else(|| format!("{what} must be true or false, got {v:?}"))
+                .ok_or_else(|| format!("{what} must be true or false, got {}", show(&v)))
         })
         .transpose()
     };
@@ -134,7 +143,8 @@ fn resolve(value: &Value, root: &Value, path: &str, depth: usize) -> Result<Valu
                     Value::Bool(b) => out.push_str(&b.to_string()),
                     other => {
                         return Err(format!(
-                            "{path}: `${{{key}}}` is a {other:?}, not text to insert"
+                            "{path}: `${{{key}}}` is `{}`, not text to insert",
+                            show(&other)
                         ));
                     }
                 }
