@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::num::{NonZeroU8, NonZeroU32};
 
-use mp3lame_encoder::{Bitrate, DualPcm, FlushNoGap, MonoPcm};
+use mp3lame_encoder::{Bitrate, DualPcm, FlushGap, MonoPcm};
 use vorbis_rs::{VorbisBitrateManagementStrategy, VorbisEncoder, VorbisEncoderBuilder};
 
 use crate::audio::resample::StreamResampler;
@@ -194,7 +194,7 @@ impl Mp3Writer {
         self.out.clear();
         self.out.reserve(7200 * 2);
         self.enc
-            .flush_to_vec::<FlushNoGap>(&mut self.out)
+            .flush_to_vec::<FlushGap>(&mut self.out)
             .map_err(|e| LossyError::Encode(format!("MP3 encoding failed: {e}")))?;
         self.file.write_all(&self.out).map_err(LossyError::Io)?;
         let mut tag = Vec::with_capacity(self.enc.lame_tag_size());
