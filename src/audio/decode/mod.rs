@@ -1,7 +1,10 @@
 //! Decoding of audio files into planar `f32` [`AudioBuffer`]s using symphonia.
 //!
-//! Supported: WAV (PCM int/float), FLAC, MP3, OGG/Vorbis, M4A (AAC-LC and ALAC), plus whatever
-//! else symphonia's `all-formats`/`all-codecs` set handles (AIFF, CAF, MKV/WebM, ADTS AAC, ...).
+//! Supported: WAV (PCM int/float), FLAC, MP3, Ogg Vorbis, Opus (in Ogg or Matroska/WebM, decoded
+//! by libopus, see [`codecs`]), M4A (AAC-LC and ALAC), plus whatever else symphonia's
+//! `all-formats`/`all-codecs` set handles (AIFF, CAF, MKV/WebM, ADTS AAC, ...). Video files
+//! (MP4/MOV, MKV/WebM) give their default (else first) audio track; video tracks are skipped.
+//! A track whose codec is not decoded here is refused by the codec's name.
 //!
 //! # Error policy (mirrors symphonia-play)
 //! * A packet that fails to decode (`DecodeError`, or an `IoError` raised by the *decoder*) is
@@ -20,6 +23,10 @@
 //! # Gapless / encoder delay
 //! * MP3 (LAME/Xing info tag) and OGG/Vorbis: symphonia trims encoder delay and padding itself
 //!   (`AudioDecoderOptions::gapless`, on by default).
+//! * Opus: in Ogg the pre-skip and the end trim come from the granule positions (exact
+//!   length); in Matroska/WebM the decoder drops the pre-skip of the `OpusHead` codec private
+//!   data, but symphonia 0.6.1 does not apply `DiscardPadding`, so up to one Opus frame (20 ms)
+//!   of end padding remains.
 //! * M4A/MP4: symphonia 0.6.1 parses the edit list (`elst`) but does not apply it, and the AAC
 //!   decoder does not trim. We therefore read `moov/trak/{tkhd,edts/elst,mdia/mdhd}` ourselves
 //!   (a tiny bounded parser, see [`mp4_edit`]) and apply the first non-empty edit: drop
