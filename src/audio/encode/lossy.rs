@@ -212,9 +212,14 @@ impl Mp3Writer {
 }
 
 /// Ogg Vorbis, VBR aimed at a bit rate.
+///
+/// libvorbis's output depends on how the samples are split into calls, so the writer hands it
+/// blocks of exactly [`CHUNK`] frames (the last one shorter) whatever blocks it is given: a file
+/// written block by block is the one written whole.
 pub(super) struct VorbisWriter {
     enc: VorbisEncoder<BufWriter<File>>,
-    clipped: Vec<Vec<f32>>,
+    /// Clipped frames not yet encoded (fewer than `CHUNK` between calls), per channel.
+    pending: Vec<Vec<f32>>,
 }
 
 impl VorbisWriter {
@@ -250,7 +255,7 @@ impl VorbisWriter {
             })?;
         Ok(Self {
             enc,
-            clipped: vec![Vec::with_capacity(CHUNK); channels],
+            pending: vec![Vec::with_capacity(CHUNK); channels],
         })
     }
 
@@ -258,20 +263,31 @@ impl VorbisWriter {
         let n = block.first().map_or(0, |p| p.as_ref().len());
         let mut at = 0;
         while at < n {
-            let end = (at + CHUNK).min(n);
-            for (dst, src) in self.clipped.iter_mut().zip(block) {
-                dst.clear();
+            let have = self.pending.first().map_or(0, Vec::len);
+            let end = (at + CHUNK - have).min(n);
+            for (dst, src) in self.pending.iter_mut().zip(block) {
                 dst.extend(src.as_ref()[at..end].iter().map(|x| x.clamp(-1.0, 1.0)));
             }
-            self.enc
-                .encode_audio_block(&self.clipped)
-                .map_err(vorbis_err)?;
+            if have + end - at == CHUNK {
+                self.flush_pending()?;
+            }
             at = end;
         }
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Result<File, LossyError> {
+    fn flush_pending(&mut self) -> Result<(), LossyError> {
+        if self.pending.first().is_some_and(|p| !p.is_empty()) {
+            self.enc
+                .encode_audio_block(&self.pending)
+                .map_err(vorbis_err)?;
+            self.pending.iter_mut().for_each(Vec::clear);
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> Result<File, LossyError> {
+        self.flush_pending()?;
         let w = self.enc.finish().map_err(vorbis_err)?;
         w.into_inner().map_err(|e| LossyError::Io(e.into_error()))
     }

@@ -619,7 +619,13 @@ mod tests {
     #[test]
     fn non_finite_audio_is_an_error_never_a_file() {
         let d = tempfile::tempdir().unwrap();
-        for fmt in [SampleFormat::Wav16, SampleFormat::F32, SampleFormat::Flac] {
+        for fmt in [
+            SampleFormat::Wav16,
+            SampleFormat::F32,
+            SampleFormat::Flac,
+            SampleFormat::Mp3 { kbps: 320 },
+            SampleFormat::Vorbis { kbps: 192 },
+        ] {
             let p = d.path().join(format!("vocals-{fmt:?}.{}", fmt.extension()));
             // An existing file is kept as it is, even with overwrite.
             fs::write(&p, b"old").unwrap();
@@ -637,6 +643,40 @@ mod tests {
             assert_eq!(fs::read(&p).unwrap(), b"old");
         }
         // No temp files left.
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 5);
+    }
+
+    #[test]
+    fn lossy_files_do_not_depend_on_the_block_split() {
+        let d = tempfile::tempdir().unwrap();
+        for (fmt, rate) in [
+            (SampleFormat::Mp3 { kbps: 192 }, 44_100),
+            (SampleFormat::Mp3 { kbps: 256 }, 96_000),
+            (SampleFormat::Vorbis { kbps: 160 }, 48_000),
+        ] {
+            let b = test_buf(rate, 2, 30_000);
+            let whole = d.path().join(format!("whole-{rate}.{}", fmt.extension()));
+            write_audio(&whole, &b, fmt, false).unwrap();
+            let split = d.path().join(format!("split-{rate}.{}", fmt.extension()));
+            let mut w = AudioFileWriter::create(&split, fmt, rate, 2, false).unwrap();
+            for (lo, hi) in [(0, 1), (1, 1000), (1000, 9001), (9001, 30_000)] {
+                let block: Vec<&[f32]> = b.channels.iter().map(|c| &c[lo..hi]).collect();
+                w.write(&block).unwrap();
+            }
+            w.commit().unwrap();
+            let (a, z) = (fs::read(&whole).unwrap(), fs::read(&split).unwrap());
+            if matches!(fmt, SampleFormat::Mp3 { .. }) {
+                // The first frame carries LAME's gapless tag.
+                let head = String::from_utf8_lossy(&a[..400]).into_owned();
+                assert!(head.contains("Info") && head.contains("LAME"), "{fmt:?}");
+                assert!(a == z, "{fmt:?} at {rate} Hz: the files differ");
+            } else {
+                // Ogg pages carry a random stream serial: compare the decoded audio.
+                let opts = crate::audio::DecodeOptions::default();
+                let da = crate::audio::decode_file(&whole, &opts).unwrap();
+                let dz = crate::audio::decode_file(&split, &opts).unwrap();
+                assert!(da == dz, "{fmt:?}: the decoded audio differs");
+            }
+        }
     }
 }
