@@ -12,7 +12,7 @@ use std::process::Command;
 use locosep::audio::encode::mp3_rate;
 use locosep::audio::{
     AUDIO_EXTENSIONS, AudioBuffer, AudioError, DecodeOptions, SampleFormat, decode_file,
-    probe_info, resample, write_audio,
+    decode_file_with_stats, probe_info, resample, write_audio,
 };
 
 const DUR_SECS: f64 = 0.5;
@@ -656,13 +656,16 @@ fn opus_and_video_container_fixtures_decode() {
         // Opus frame (960) of padding may follow.
         ("webm_vp8_opus_mono.webm", 48_000, 1, 24_000, 960),
         ("mp4_h264_aac_stereo.mp4", 44_100, 2, 22_050, 0),
+        // Opus in MP4: the edit list's start is the pre-skip the decoder drops itself.
+        ("mp4_opus_mono.mp4", 48_000, 1, 24_000, 0),
     ];
     for (name, rate, nch, frames, slack) in cases {
         let p = fixture(name);
         let info = probe_info(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((info.sample_rate, info.channels), (rate, nch), "{name}");
-        let b =
-            decode_file(&p, &DecodeOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (b, stats) = decode_file_with_stats(&p, &DecodeOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stats.skipped_packets, 0, "{name}: {stats:?}");
         assert_eq!((b.sample_rate, b.num_channels()), (rate, nch), "{name}");
         assert!(
             b.len() >= frames && b.len() <= frames + slack,
@@ -670,8 +673,10 @@ fn opus_and_video_container_fixtures_decode() {
             b.len(),
             frames + slack
         );
-        // The sources were 0.5 · sin(2π·440 t) (left/mono) and 660 Hz (right): encoder delay
-        // handled means no lag (Opus pre-skip 312, AAC priming 1024 would show up here).
+        // The sources were sines of 440 Hz (left/mono) and 660 Hz (right): encoder delay
+        // handled means no lag (a missed or doubled Opus pre-skip, 312, the 648 frames of a
+        // misread MP4 `dOps`, or AAC priming, 1024, would show up here). libopus's low-rate
+        // (SILK/hybrid) mono output sits up to 3 frames off a pure sine: allowed.
         for c in 0..nch {
             let f = [440.0, 660.0][c];
             let sine: Vec<f32> = (0..frames)
@@ -686,7 +691,7 @@ fn opus_and_video_container_fixtures_decode() {
                 b.len()
             );
             assert!(corr > 0.95, "{name}: ch{c} correlation {corr}");
-            assert!(lag.abs() <= 2, "{name}: ch{c} misaligned by {lag} frames");
+            assert!(lag.abs() <= 3, "{name}: ch{c} misaligned by {lag} frames");
         }
     }
     for ext in ["opus", "webm", "mkv", "mp4", "mov"] {

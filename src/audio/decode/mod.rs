@@ -26,7 +26,10 @@
 //! * Opus: in Ogg the pre-skip and the end trim come from the granule positions (exact
 //!   length); in Matroska/WebM the decoder drops the pre-skip of the `OpusHead` codec private
 //!   data, but symphonia 0.6.1 does not apply `DiscardPadding`, so up to one Opus frame (20 ms)
-//!   of end padding remains.
+//!   of end padding remains. In MP4 the edit list's start is the pre-skip itself, which the
+//!   decoder already drops, so only the rest of the edit's start is cut
+//!   ([`codecs::decoder_start_trim`]); MP4's `dOps` box is first rewritten into the
+//!   `OpusHead` the decoder expects ([`codecs::fix_opus_head`]).
 //! * M4A/MP4: symphonia 0.6.1 parses the edit list (`elst`) but does not apply it, and the AAC
 //!   decoder does not trim. We therefore read `moov/trak/{tkhd,edts/elst,mdia/mdhd}` ourselves
 //!   (a tiny bounded parser, see [`mp4_edit`]) and apply the first non-empty edit: drop
@@ -183,7 +186,8 @@ fn first_packet_channels(
     mut format: Box<dyn FormatReader + 'static>,
     track: &Track,
 ) -> Option<usize> {
-    let params = track.codec_params.as_ref()?.audio()?.clone();
+    let mut params = track.codec_params.as_ref()?.audio()?.clone();
+    codecs::fix_opus_head(&mut params);
     let mut decoder = codecs::registry()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .ok()?;

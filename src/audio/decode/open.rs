@@ -273,8 +273,10 @@ pub(super) fn make_decoder(
             ),
         });
     }
+    let mut params = params.clone();
+    super::codecs::fix_opus_head(&mut params);
     super::codecs::registry()
-        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| match e {
             SymError::Unsupported(what) => AudioError::Unsupported {
                 path: path.to_path_buf(),

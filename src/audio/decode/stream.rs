@@ -194,7 +194,20 @@ impl StreamDecoder {
                     if self.is_mp4
                         && let Some(edit) = mp4_edit(path, self.track.id)
                     {
-                        self.edit = Some(edit.frames(rate));
+                        let (skip, keep) = edit.frames(rate);
+                        // The edit's start includes what the decoder drops itself (the Opus
+                        // pre-skip): drop only the rest here.
+                        let own = self
+                            .track
+                            .codec_params
+                            .as_ref()
+                            .and_then(|p| p.audio())
+                            .map_or(0, |p| {
+                                let mut p = p.clone();
+                                super::codecs::fix_opus_head(&mut p);
+                                super::codecs::decoder_start_trim(&p)
+                            });
+                        self.edit = Some((skip.saturating_sub(own), keep));
                     }
                 }
                 Some((r, c)) => {
