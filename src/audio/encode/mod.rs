@@ -175,10 +175,12 @@ impl FromStr for SampleFormat {
 ///
 /// Creates missing parent directories. If `path` exists and `overwrite` is false, returns
 /// [`AudioError::Exists`] without writing anything. Integer formats clip to [-1, 1] and round to
-/// the nearest step (16-bit: ×32767, 24-bit: ×8388607). FLAC is always 24-bit.
+/// the nearest step (16-bit: ×32767, 24-bit: ×8388607). FLAC is always 24-bit. MP3 and Ogg
+/// Vorbis clip to [-1, 1] too (rates MP3 lacks are resampled, see [`mp3_rate`]).
 ///
 /// This is an [`AudioFileWriter`] given the whole buffer as one block, so a file written block
-/// by block from the same samples is byte-identical.
+/// by block from the same samples is byte-identical (Ogg Vorbis: apart from its random stream
+/// serial; the audio is identical).
 pub fn write_audio(
     path: &Path,
     buf: &AudioBuffer,
@@ -196,7 +198,8 @@ pub fn write_audio(
 ///
 /// Invariants: until `commit` succeeds the final path is untouched; dropping the writer without
 /// committing (an error, a cancelled job, a panic) removes the temporary file. Memory is bounded
-/// by one FLAC block plus the I/O buffer, whatever the length written.
+/// by one FLAC block, or one lossy encoder chunk (4096 frames, plus the resampler's chunk for an
+/// MP3 at a rate MP3 lacks), plus the I/O buffer, whatever the length written.
 pub struct AudioFileWriter {
     path: PathBuf,
     sample_rate: u32,
