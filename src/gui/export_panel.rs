@@ -92,7 +92,7 @@ impl ExportPanel {
                 .add(
                     egui::TextEdit::singleline(&mut self.dir_text)
                         .hint_text("type or paste a folder")
-                        .desired_width(280.0),
+                        .desired_width(220.0),
                 )
                 .labelled_by(label.id);
             if field.changed() {
