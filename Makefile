@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 # System packages the build, the tests and the demo need (Debian names).
-APT_PKGS := pkg-config libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb ffmpeg csound-soundfont
+APT_PKGS := pkg-config libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb ffmpeg csound-soundfont libopus-dev
 CARGO ?= cargo
 BIN := target/debug/locosep
 DEMO_SONG := $(firstword $(wildcard assets/demo/*/mixture.wav))

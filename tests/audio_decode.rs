@@ -9,9 +9,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use locosep::audio::encode::mp3_rate;
 use locosep::audio::{
-    AudioBuffer, AudioError, DecodeOptions, SampleFormat, decode_file, probe_info, resample,
-    write_audio,
+    AUDIO_EXTENSIONS, AudioBuffer, AudioError, DecodeOptions, SampleFormat, decode_file,
+    decode_file_with_stats, probe_info, resample, write_audio,
 };
 
 const DUR_SECS: f64 = 0.5;
@@ -511,6 +512,9 @@ fn write_read_round_trip_and_overwrite() {
                 SampleFormat::Wav16 => 1.0 / 32767.0,
                 SampleFormat::Wav24 | SampleFormat::Flac => 1.0 / 8_388_607.0,
                 SampleFormat::F32 => 0.0,
+                SampleFormat::Mp3 { .. } | SampleFormat::Vorbis { .. } => {
+                    unreachable!("lossless formats only")
+                }
             };
             for c in 0..nch {
                 let e = max_abs_diff(&back.channels[c], &src.channels[c]);
@@ -544,4 +548,164 @@ fn write_read_round_trip_and_overwrite() {
         .filter(|e| locosep::audio::is_temp_file(&e.path()))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+/// How often `needle` occurs in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// MP3 and Ogg Vorbis exports decode back (symphonia) at the right rate, channel count and
+/// length, time-aligned with the source; existing files are never replaced without overwrite.
+///
+/// Length bound: MP3 comes back with exactly the source's length (at the written rate), because
+/// the writer fills in LAME's Info tag, which records the encoder delay (576 + 529 decoder
+/// delay) and the end padding, and symphonia's gapless mode trims both. Without the tag the
+/// decode would be up to 1105 + 1152 frames longer (delay plus one frame of padding). Ogg
+/// Vorbis stores the exact end in its last page's granule position: exact length too.
+#[test]
+fn lossy_exports_decode_to_the_source_length_and_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = Vec::new();
+    let cases = [
+        (SampleFormat::Mp3 { kbps: 320 }, 44_100u32, 2usize),
+        (SampleFormat::Mp3 { kbps: 128 }, 48_000, 1),
+        (SampleFormat::Mp3 { kbps: 192 }, 22_050, 2),
+        (SampleFormat::Mp3 { kbps: 320 }, 96_000, 2),
+        (SampleFormat::Vorbis { kbps: 192 }, 44_100, 2),
+        (SampleFormat::Vorbis { kbps: 128 }, 48_000, 1),
+    ];
+    for (fmt, rate, nch) in cases {
+        let src = test_signal(rate, nch);
+        let name = format!("{fmt}{}_{nch}_{rate}", fmt.bitrate().unwrap());
+        let p = dir.path().join(format!("{name}.{}", fmt.extension()));
+        write_audio(&p, &src, fmt, false).unwrap();
+        let back = decode_file(&p, &DecodeOptions::default()).unwrap();
+        let want_rate = match fmt {
+            SampleFormat::Mp3 { .. } => mp3_rate(rate),
+            _ => rate,
+        };
+        assert_eq!(back.sample_rate, want_rate, "{name}");
+        assert_eq!(back.num_channels(), nch, "{name}");
+        let want_len = (src.len() as u64 * u64::from(want_rate)).div_ceil(u64::from(rate)) as usize;
+        let diff = back.len().abs_diff(want_len);
+        let src44 = resample(&src, 44_100).unwrap();
+        let back44 = resample(&back, 44_100).unwrap();
+        for c in 0..nch {
+            let corr = ncc(&src44.channels[c], &back44.channels[c], 0);
+            let (lag, _) = best_lag(&src44.channels[c], &back44.channels[c], 1200);
+            report.push(format!(
+                "{name}: {} frames (want {want_len}), ch{c} corr {corr:.4}, lag {lag}, {} bytes",
+                back.len(),
+                fs::metadata(&p).unwrap().len()
+            ));
+            assert!(corr > 0.98, "{name}: ch{c} correlation {corr}");
+            assert!(lag.abs() <= 2, "{name}: ch{c} misaligned by {lag} frames");
+        }
+        assert!(diff <= 1, "{name}: {} frames, want {want_len}", back.len());
+
+        // No overwrite without asking: the old file stays byte for byte, no temp file is left.
+        let before = fs::read(&p).unwrap();
+        let e = write_audio(&p, &test_signal(rate, nch), fmt, false).unwrap_err();
+        assert!(matches!(e, AudioError::Exists { .. }), "{e:?}");
+        assert_eq!(count(&e.to_string(), &name), 1, "{e}");
+        assert_eq!(fs::read(&p).unwrap(), before, "{name}");
+    }
+    println!("{}", report.join("\n"));
+
+    // MP3 is mono or stereo: a 3-channel buffer is refused, naming the file once; no file.
+    let three = AudioBuffer::new(44_100, vec![vec![0.1; 1000]; 3]).unwrap();
+    let p = dir.path().join("three.mp3");
+    let e = write_audio(&p, &three, SampleFormat::Mp3 { kbps: 320 }, false).unwrap_err();
+    assert!(matches!(e, AudioError::Encode { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("mono or stereo") && count(&msg, "three.mp3") == 1,
+        "{msg}"
+    );
+    assert!(!p.exists());
+    let leftovers = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| locosep::audio::is_temp_file(&e.path()))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/codecs")
+        .join(name)
+}
+
+/// The codec fixtures (see tests/fixtures/README.md): Opus in Ogg and in WebM (beside a VP8
+/// video track), AAC in an MP4 whose first track is H.264 video. Each decodes to its rate,
+/// channel count and length, and its content lines up with the 440/660 Hz sines it was made of.
+#[test]
+fn opus_and_video_container_fixtures_decode() {
+    // (file, rate, channels, frames: exact or at most this many more)
+    let cases = [
+        (
+            "ogg_opus_stereo.opus",
+            48_000u32,
+            2usize,
+            24_000usize,
+            0usize,
+        ),
+        // Matroska has no end trim that symphonia applies (DiscardPadding): up to one 20 ms
+        // Opus frame (960) of padding may follow.
+        ("webm_vp8_opus_mono.webm", 48_000, 1, 24_000, 960),
+        ("mp4_h264_aac_stereo.mp4", 44_100, 2, 22_050, 0),
+        // Opus in MP4: the edit list's start is the pre-skip the decoder drops itself.
+        ("mp4_opus_mono.mp4", 48_000, 1, 24_000, 0),
+    ];
+    for (name, rate, nch, frames, slack) in cases {
+        let p = fixture(name);
+        let info = probe_info(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((info.sample_rate, info.channels), (rate, nch), "{name}");
+        let (b, stats) = decode_file_with_stats(&p, &DecodeOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stats.skipped_packets, 0, "{name}: {stats:?}");
+        assert_eq!((b.sample_rate, b.num_channels()), (rate, nch), "{name}");
+        assert!(
+            b.len() >= frames && b.len() <= frames + slack,
+            "{name}: {} frames, want {frames}..={}",
+            b.len(),
+            frames + slack
+        );
+        // The sources were sines of 440 Hz (left/mono) and 660 Hz (right): encoder delay
+        // handled means no lag (a missed or doubled Opus pre-skip, 312, the 648 frames of a
+        // misread MP4 `dOps`, or AAC priming, 1024, would show up here). libopus's low-rate
+        // (SILK/hybrid) mono output sits up to 3 frames off a pure sine: allowed.
+        for c in 0..nch {
+            let f = [440.0, 660.0][c];
+            let sine: Vec<f32> = (0..frames)
+                .map(|i| (0.5 * (2.0 * PI * f * i as f64 / f64::from(rate)).sin()) as f32)
+                .collect();
+            // A sine matches itself a whole period away: search within half a period, where
+            // a 312- or 1024-frame offset still shows (312 mod 109.1 = 93.8 → −15 at 440 Hz).
+            let half_period = (f64::from(rate) / f / 2.0) as isize;
+            let (lag, corr) = best_lag(&sine, &b.channels[c][..frames], half_period);
+            println!(
+                "{name}: {} frames, ch{c} best lag {lag} (corr {corr:.4})",
+                b.len()
+            );
+            assert!(corr > 0.95, "{name}: ch{c} correlation {corr}");
+            assert!(lag.abs() <= 3, "{name}: ch{c} misaligned by {lag} frames");
+        }
+    }
+    for ext in ["opus", "webm", "mkv", "mp4", "mov"] {
+        assert!(AUDIO_EXTENSIONS.contains(&ext), "{ext}");
+    }
+}
+
+/// A codec locosep does not decode is refused with its name and the file's, once.
+#[test]
+fn unsupported_codec_is_named() {
+    let p = fixture("mka_ac3_mono.mka");
+    let e = decode_file(&p, &DecodeOptions::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, AudioError::Unsupported { .. }), "{e:?}");
+    assert!(msg.contains("AC-3"), "{msg}");
+    assert_eq!(count(&msg, "mka_ac3_mono.mka"), 1, "{msg}");
 }

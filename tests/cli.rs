@@ -215,6 +215,74 @@ fn separate_writes_stems_refuses_overwrite_and_validates() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("notes.mp3"));
 }
 
+/// `separate --format mp3 --bitrate K`: MP3 stems that decode back at the song's rate and
+/// length (the writer fills in LAME's gapless tag); no overwrite without --overwrite; bad bit
+/// rates say what is allowed; `--help` names the formats and --bitrate.
+#[test]
+fn separate_writes_mp3_at_the_chosen_bitrate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("song.wav");
+    let n = 48_000;
+    write_wav16(
+        &wav,
+        &[tone(n, 48_000.0, 440.0), tone(n, 48_000.0, 660.0)],
+        48_000,
+    );
+    let out_dir = tmp.path().join("stems");
+    let sep = |extra: &[&str]| {
+        let mut c = bin();
+        c.arg("separate")
+            .arg(&wav)
+            .args([
+                "--device",
+                "cpu",
+                "--segment",
+                "0.5",
+                "--stems",
+                "vocals",
+                "--out",
+            ])
+            .arg(&out_dir)
+            .args(extra);
+        run(&mut c)
+    };
+    let out = sep(&["--format", "mp3", "--bitrate", "128"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mp3 = out_dir.join("song/vocals.mp3");
+    let back = locosep::audio::decode_file(&mp3, &Default::default()).unwrap();
+    assert_eq!(
+        (back.sample_rate, back.num_channels(), back.len()),
+        (48_000, 2, n)
+    );
+    // 1 s at 128 kbit/s CBR is 16 000 bytes of frames, plus the tag frame.
+    let size = std::fs::metadata(&mp3).unwrap().len();
+    assert!((15_000..20_000).contains(&size), "{size} bytes");
+    let before = std::fs::read(&mp3).unwrap();
+    let out = sep(&["--format", "mp3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
+    assert_eq!(before, std::fs::read(&mp3).unwrap());
+    let out = sep(&["--format", "mp3", "--bitrate", "300", "--overwrite"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("96, 112, 128"),
+        "{err}"
+    );
+    let out = sep(&["--format", "flac", "--bitrate", "320", "--overwrite"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("lossless"), "{err}");
+    let help = run(bin().args(["separate", "--help"]));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("mp3") && help.contains("--bitrate") && help.contains("ogg"),
+        "{help}"
+    );
+}
+
 /// SIGKILL at several moments of a separation with `--overwrite`: a file under a final name is
 /// always either the untouched earlier file or a complete new one; temp files of the killed
 /// runs (and a planted leftover of a dead writer) are cleaned by the next run.

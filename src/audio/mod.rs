@@ -1,6 +1,7 @@
 //! Audio input/output for locosep: decoding, resampling and encoding.
 //!
-//! * [`decode`]: any supported container/codec → planar `f32` [`AudioBuffer`] (symphonia).
+//! * [`decode`]: any supported container/codec → planar `f32` [`AudioBuffer`] (symphonia, and
+//!   libopus for Opus).
 //! * [`resample`]: delay-compensated, sample-aligned sample-rate conversion (rubato).
 //! * [`encode`]: atomic WAV (16/24-bit int, 32-bit float) and FLAC writers.
 //!
@@ -12,9 +13,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// File extensions of the audio files locosep decodes (symphonia's demuxers and codecs as built
-/// here): what the open dialog offers and what a dataset folder's stems may be.
-pub const AUDIO_EXTENSIONS: [&str; 9] = [
-    "wav", "flac", "mp3", "ogg", "oga", "m4a", "aac", "mp4", "aiff",
+/// here, plus Opus through libopus): what the open dialog offers and what a dataset folder's
+/// stems may be. Video containers (`mp4`, `mov`, `mkv`, `webm`) count: their first audio track
+/// is read and the video is ignored.
+pub const AUDIO_EXTENSIONS: [&str; 17] = [
+    "wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac", "mp4", "m4v", "mov", "mkv", "mka",
+    "webm", "aiff", "aif", "caf",
 ];
 
 pub mod decode;
@@ -129,7 +133,7 @@ pub enum AudioError {
         source: io::Error,
     },
     /// The file is not audio, or its container/codec is not supported.
-    #[error("'{}' is not a supported audio file: {reason} (supported: WAV, FLAC, MP3, OGG Vorbis, M4A/AAC, M4A/ALAC)", path.display())]
+    #[error("'{}' is not a supported audio file: {reason} (supported: WAV, FLAC, MP3, Ogg Vorbis and Opus, M4A/MP4/MOV with AAC or ALAC, WebM/MKV with Opus, Vorbis, FLAC or AAC, AIFF, CAF)", path.display())]
     Unsupported {
         /// Offending file.
         path: PathBuf,

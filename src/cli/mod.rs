@@ -96,7 +96,7 @@ pub fn installed_model(name: &str) -> Result<PathBuf> {
 /// Arguments of `separate`.
 #[derive(Args, Debug)]
 pub struct SeparateArgs {
-    /// Audio files (wav, flac, mp3, ogg, m4a/aac, alac).
+    /// Audio files (wav, flac, mp3, ogg/opus, m4a/aac, alac, the audio of mp4/mov/mkv/webm).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
@@ -104,9 +104,14 @@ pub struct SeparateArgs {
     /// Output folder.
     #[arg(long, short, default_value = "stems")]
     pub out: PathBuf,
-    /// Output format: wav16, wav24, f32 (32-bit float WAV) or flac.
+    /// Output format: wav16, wav24, f32 (32-bit float WAV), flac, mp3 (LAME, constant bit
+    /// rate) or ogg (Ogg Vorbis).
     #[arg(long, default_value = "wav16")]
     pub format: SampleFormat,
+    /// Bit rate in kbit/s for mp3 (96, 112, 128, 160, 192, 224, 256 or 320; default 320) and
+    /// ogg (64 to 480, a VBR target; default 192).
+    #[arg(long, value_name = "KBPS")]
+    pub bitrate: Option<u16>,
     /// File-name template under --out ({track}, {stem}, {ext}).
     #[arg(long, default_value = "{track}/{stem}.{ext}")]
     pub template: String,
@@ -235,10 +240,17 @@ fn bar(len: u64, prefix: String) -> ProgressBar {
 }
 
 fn separate(args: SeparateArgs) -> Result<()> {
+    let format = match args.bitrate {
+        Some(kbps) => args
+            .format
+            .with_bitrate(kbps)
+            .map_err(|e| anyhow!("--bitrate {kbps}: {e}"))?,
+        None => args.format,
+    };
     let export = ExportOptions {
         out_dir: args.out.clone(),
         template: args.template.clone(),
-        format: args.format,
+        format,
         stems: args.stems.clone(),
         overwrite: args.overwrite,
     };

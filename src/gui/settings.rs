@@ -31,8 +31,10 @@ pub struct ExportSettings {
     pub out_dir: PathBuf,
     /// File-name template (`{track}`, `{stem}`, `{ext}`).
     pub template: String,
-    /// `wav16`, `wav24`, `f32` or `flac`.
+    /// `wav16`, `wav24`, `f32`, `flac`, `mp3` or `ogg`.
     pub format: String,
+    /// Bit rate in kbit/s for `mp3`/`ogg`; `None`: the format's default.
+    pub bitrate: Option<u16>,
     /// Stems left out (everything else is written).
     pub skipped: Vec<String>,
     /// Also write the instrumental (everything but vocals).
@@ -45,6 +47,7 @@ impl Default for ExportSettings {
             out_dir: default_export_dir(),
             template: "{track}/{stem}.{ext}".into(),
             format: "wav16".into(),
+            bitrate: None,
             skipped: Vec::new(),
             instrumental: false,
         }

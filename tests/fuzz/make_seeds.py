@@ -32,6 +32,9 @@ for ext, args in [
     ("mp3", ["-c:a", "libmp3lame", "-b:a", "64k"]),
     ("ogg", ["-c:a", "libvorbis"]),
     ("m4a", ["-c:a", "aac", "-b:a", "64k"]),
+    ("opus", ["-c:a", "libopus", "-b:a", "32k"]),
+    ("webm", ["-c:a", "libopus", "-b:a", "32k"]),
+    ("mp4", ["-c:a", "libopus", "-b:a", "32k"]),
 ]:
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", src, *args,

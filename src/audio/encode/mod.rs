@@ -1,4 +1,5 @@
-//! Writing audio files (WAV via hound, FLAC via flacenc) with atomic, no-clobber semantics.
+//! Writing audio files (WAV via hound, FLAC via flacenc, MP3 via LAME, Ogg Vorbis via libvorbis)
+//! with atomic, no-clobber semantics.
 //!
 //! Every file is first written to a hidden temporary file in the destination directory
 //! (`.<file name>.<pid>-<counter>-<nanos>.locosep-tmp`), flushed and `fsync`ed, then moved onto
@@ -12,22 +13,27 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use flacenc::component::BitRepr;
-use flacenc::error::Verify;
-use flacenc::source::Fill;
 
 use super::{AudioBuffer, AudioError, DisplayList};
 
-/// Suffix of temporary files created by [`write_atomic`].
-pub const TEMP_SUFFIX: &str = ".locosep-tmp";
+mod atomic;
+mod flac;
+mod lossy;
 
-/// Output sample format.
+pub use atomic::{
+    TEMP_SUFFIX, clean_temp_files, is_temp_file, remove_own_temp_files, write_atomic,
+};
+
+use atomic::{commit_no_clobber, sync_parent_dir, temp_path_for};
+use flac::{FlacError, FlacWriter};
+use lossy::{LossyError, Mp3Writer, VorbisWriter};
+
+pub use lossy::mp3_rate;
+
+/// Output format (and sample format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SampleFormat {
     /// WAV, 16-bit signed integer PCM (clipped to [-1, 1], rounded).
@@ -38,28 +44,97 @@ pub enum SampleFormat {
     F32,
     /// FLAC, 24-bit (lossless for anything up to 24-bit sources; clipped to [-1, 1], rounded).
     Flac,
+    /// MP3 (LAME), constant bit rate; mono or stereo; clipped to [-1, 1]. Rates MP3 lacks are
+    /// resampled (see [`mp3_rate`]).
+    Mp3 {
+        /// Bit rate in kbit/s, one of [`MP3_BITRATES`].
+        kbps: u16,
+    },
+    /// Ogg Vorbis (libvorbis, aoTuV), variable bit rate aimed at `kbps`; clipped to [-1, 1].
+    Vorbis {
+        /// Target bit rate in kbit/s, within [`VORBIS_KBPS`].
+        kbps: u16,
+    },
 }
+
+/// Constant bit rates offered for MP3, in kbit/s.
+pub const MP3_BITRATES: [u16; 8] = [96, 112, 128, 160, 192, 224, 256, 320];
+/// Default MP3 bit rate: 320 kbit/s CBR, MP3's best (stems are material for further work).
+pub const DEFAULT_MP3_KBPS: u16 = 320;
+/// Target bit rates accepted for Ogg Vorbis, in kbit/s (libvorbis may still refuse the ends
+/// of this range for some rates and channel counts; the error says so).
+pub const VORBIS_KBPS: std::ops::RangeInclusive<u16> = 64..=480;
+/// Default Ogg Vorbis target: 192 kbit/s (about quality 6, transparent for most music).
+pub const DEFAULT_VORBIS_KBPS: u16 = 192;
 
 impl SampleFormat {
     /// Names accepted by [`FromStr`], in the same order as the variants.
-    pub const NAMES: [&'static str; 4] = ["wav16", "wav24", "f32", "flac"];
+    pub const NAMES: [&'static str; 6] = ["wav16", "wav24", "f32", "flac", "mp3", "ogg"];
 
     /// File extension (without dot) for this format: `"wav"` for the three WAV variants,
-    /// `"flac"` for FLAC.
+    /// `"flac"`, `"mp3"`, `"ogg"`.
     pub fn extension(self) -> &'static str {
         match self {
             SampleFormat::Wav16 | SampleFormat::Wav24 | SampleFormat::F32 => "wav",
             SampleFormat::Flac => "flac",
+            SampleFormat::Mp3 { .. } => "mp3",
+            SampleFormat::Vorbis { .. } => "ogg",
         }
     }
 
-    /// The canonical name (`"wav16"`, `"wav24"`, `"f32"`, `"flac"`).
+    /// The canonical name (`"wav16"`, `"wav24"`, `"f32"`, `"flac"`, `"mp3"`, `"ogg"`); the bit
+    /// rate is not part of it.
     pub fn name(self) -> &'static str {
         match self {
             SampleFormat::Wav16 => "wav16",
             SampleFormat::Wav24 => "wav24",
             SampleFormat::F32 => "f32",
             SampleFormat::Flac => "flac",
+            SampleFormat::Mp3 { .. } => "mp3",
+            SampleFormat::Vorbis { .. } => "ogg",
+        }
+    }
+
+    /// The bit rate in kbit/s of a lossy format; `None` for WAV and FLAC.
+    pub fn bitrate(self) -> Option<u16> {
+        match self {
+            SampleFormat::Mp3 { kbps } | SampleFormat::Vorbis { kbps } => Some(kbps),
+            _ => None,
+        }
+    }
+
+    /// The bit rates a user may pick for this format (MP3: [`MP3_BITRATES`]; Vorbis: a few
+    /// steps of [`VORBIS_KBPS`]); empty for lossless formats.
+    pub fn bitrate_choices(self) -> &'static [u16] {
+        match self {
+            SampleFormat::Mp3 { .. } => &MP3_BITRATES,
+            SampleFormat::Vorbis { .. } => &[96, 128, 160, 192, 256, 320],
+            _ => &[],
+        }
+    }
+
+    /// This format at bit rate `kbps`. Errors (with the allowed values) for a rate the format
+    /// does not take, and for WAV/FLAC, which have no bit rate to choose.
+    pub fn with_bitrate(self, kbps: u16) -> Result<Self, String> {
+        match self {
+            SampleFormat::Mp3 { .. } if MP3_BITRATES.contains(&kbps) => {
+                Ok(SampleFormat::Mp3 { kbps })
+            }
+            SampleFormat::Mp3 { .. } => Err(format!(
+                "MP3 bit rate {kbps} kbit/s is not offered; choose one of {}",
+                MP3_BITRATES.map(|k| k.to_string()).join(", ")
+            )),
+            SampleFormat::Vorbis { .. } if VORBIS_KBPS.contains(&kbps) => {
+                Ok(SampleFormat::Vorbis { kbps })
+            }
+            SampleFormat::Vorbis { .. } => Err(format!(
+                "Ogg Vorbis bit rate {kbps} kbit/s is outside {}..={} kbit/s",
+                VORBIS_KBPS.start(),
+                VORBIS_KBPS.end()
+            )),
+            lossless => Err(format!(
+                "a bit rate applies to mp3 and ogg only; {lossless} is lossless"
+            )),
         }
     }
 }
@@ -73,13 +148,21 @@ impl fmt::Display for SampleFormat {
 impl FromStr for SampleFormat {
     type Err = String;
 
-    /// Parses `wav16`, `wav24`, `f32` or `flac` (case-insensitive, surrounding spaces ignored).
+    /// Parses `wav16`, `wav24`, `f32`, `flac`, `mp3` (at [`DEFAULT_MP3_KBPS`]) or `ogg`
+    /// (also `vorbis`; at [`DEFAULT_VORBIS_KBPS`]), case-insensitive, surrounding spaces
+    /// ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "wav16" => Ok(SampleFormat::Wav16),
             "wav24" => Ok(SampleFormat::Wav24),
             "f32" => Ok(SampleFormat::F32),
             "flac" => Ok(SampleFormat::Flac),
+            "mp3" => Ok(SampleFormat::Mp3 {
+                kbps: DEFAULT_MP3_KBPS,
+            }),
+            "ogg" | "vorbis" => Ok(SampleFormat::Vorbis {
+                kbps: DEFAULT_VORBIS_KBPS,
+            }),
             _ => Err(format!(
                 "unknown output format '{s}'; allowed values: {}",
                 DisplayList(&SampleFormat::NAMES)
@@ -92,10 +175,12 @@ impl FromStr for SampleFormat {
 ///
 /// Creates missing parent directories. If `path` exists and `overwrite` is false, returns
 /// [`AudioError::Exists`] without writing anything. Integer formats clip to [-1, 1] and round to
-/// the nearest step (16-bit: ×32767, 24-bit: ×8388607). FLAC is always 24-bit.
+/// the nearest step (16-bit: ×32767, 24-bit: ×8388607). FLAC is always 24-bit. MP3 and Ogg
+/// Vorbis clip to [-1, 1] too (rates MP3 lacks are resampled, see [`mp3_rate`]).
 ///
 /// This is an [`AudioFileWriter`] given the whole buffer as one block, so a file written block
-/// by block from the same samples is byte-identical.
+/// by block from the same samples is byte-identical (Ogg Vorbis: apart from its random stream
+/// serial; the audio is identical).
 pub fn write_audio(
     path: &Path,
     buf: &AudioBuffer,
@@ -113,7 +198,8 @@ pub fn write_audio(
 ///
 /// Invariants: until `commit` succeeds the final path is untouched; dropping the writer without
 /// committing (an error, a cancelled job, a panic) removes the temporary file. Memory is bounded
-/// by one FLAC block plus the I/O buffer, whatever the length written.
+/// by one FLAC block, or one lossy encoder chunk (4096 frames, plus the resampler's chunk for an
+/// MP3 at a rate MP3 lacks), plus the I/O buffer, whatever the length written.
 pub struct AudioFileWriter {
     path: PathBuf,
     sample_rate: u32,
@@ -131,6 +217,8 @@ enum Inner {
         fmt: SampleFormat,
     },
     Flac(Box<FlacWriter>),
+    Mp3(Box<Mp3Writer>),
+    Vorbis(Box<VorbisWriter>),
 }
 
 impl fmt::Debug for AudioFileWriter {
@@ -230,6 +318,13 @@ impl AudioFileWriter {
             SampleFormat::Flac => Inner::Flac(Box::new(
                 FlacWriter::new(BufWriter::new(file), sample_rate, channels).map_err(enc)?,
             )),
+            SampleFormat::Mp3 { kbps } => Inner::Mp3(Box::new(
+                Mp3Writer::new(BufWriter::new(file), sample_rate, channels, kbps).map_err(enc)?,
+            )),
+            SampleFormat::Vorbis { kbps } => Inner::Vorbis(Box::new(
+                VorbisWriter::new(BufWriter::new(file), sample_rate, channels, kbps)
+                    .map_err(enc)?,
+            )),
         };
         me.inner = Some(inner);
         Ok(me)
@@ -285,6 +380,8 @@ impl AudioFileWriter {
                 FlacError::Io(source) => AudioError::Write { path, source },
                 FlacError::Encode(detail) => AudioError::Encode { path, detail },
             }),
+            Some(Inner::Mp3(w)) => w.write(block).map_err(|e| lossy_err(path, e)),
+            Some(Inner::Vorbis(w)) => w.write(block).map_err(|e| lossy_err(path, e)),
             None => Err(AudioError::InvalidBuffer("the writer is closed".into())),
         }
     }
@@ -310,6 +407,14 @@ impl AudioFileWriter {
                         detail,
                     },
                 })?;
+                file.sync_all().map_err(werr)?;
+            }
+            Some(Inner::Mp3(w)) => {
+                let file = w.finish().map_err(|e| lossy_err(path.clone(), e))?;
+                file.sync_all().map_err(werr)?;
+            }
+            Some(Inner::Vorbis(w)) => {
+                let file = w.finish().map_err(|e| lossy_err(path.clone(), e))?;
                 file.sync_all().map_err(werr)?;
             }
             None => return Err(AudioError::InvalidBuffer("the writer is closed".into())),
@@ -357,6 +462,13 @@ fn human_duration(frames: u64, rate: u32) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+fn lossy_err(path: PathBuf, e: LossyError) -> AudioError {
+    match e {
+        LossyError::Io(source) => AudioError::Write { path, source },
+        LossyError::Encode(detail) => AudioError::Encode { path, detail },
+    }
+}
+
 fn hound_to_io(e: hound::Error) -> io::Error {
     match e {
         hound::Error::IoError(io) => io,
@@ -365,7 +477,7 @@ fn hound_to_io(e: hound::Error) -> io::Error {
 }
 
 #[inline]
-fn to_int(x: f32, scale: f32) -> i32 {
+pub(super) fn to_int(x: f32, scale: f32) -> i32 {
     // NaN → 0 (clamp keeps NaN, `as` maps NaN to 0).
     (x.clamp(-1.0, 1.0) * scale).round() as i32
 }
@@ -389,355 +501,9 @@ fn write_wav_block<S: AsRef<[f32]>>(
     Ok(())
 }
 
-/// `fLaC` plus the STREAMINFO block of a stream without frames (always 42 bytes).
-fn stream_header_bytes(header: &flacenc::component::Stream) -> Result<Vec<u8>, FlacError> {
-    let mut sink = flacenc::bitsink::ByteSink::new();
-    header
-        .write(&mut sink)
-        .map_err(|e| FlacError::Encode(format!("FLAC header serialisation failed: {e:?}")))?;
-    Ok(sink.into_inner())
-}
-
-enum FlacError {
-    Io(io::Error),
-    Encode(String),
-}
-
-/// 24-bit FLAC encoded frame by frame (flacenc's per-frame API) straight to the file.
-///
-/// The STREAMINFO header is written first as a placeholder and rewritten by
-/// [`finish`](Self::finish) with the totals (sample count, MD5, frame sizes), which is how the
-/// reference encoder works; its size never changes (42 bytes with the `fLaC` marker).
-struct FlacWriter {
-    file: BufWriter<File>,
-    config: flacenc::error::Verified<flacenc::config::Encoder>,
-    /// Frame buffer and MD5/frame-number context, filled one block at a time.
-    fill: (flacenc::source::FrameBuf, flacenc::source::Context),
-    /// Interleaved 24-bit samples not yet encoded (fewer than one block between calls).
-    pending: Vec<i32>,
-    header: flacenc::component::Stream,
-    block_size: usize,
-    channels: usize,
-}
-
-impl FlacWriter {
-    fn new(mut file: BufWriter<File>, rate: u32, channels: usize) -> Result<Self, String> {
-        let config = flacenc::config::Encoder::default()
-            .into_verified()
-            .map_err(|e| format!("invalid FLAC encoder configuration: {e:?}"))?;
-        let block_size = config.block_size;
-        let header = flacenc::component::Stream::new(rate as usize, channels, 24)
-            .map_err(|e| format!("FLAC stream header: {e}"))?;
-        let fill = (
-            flacenc::source::FrameBuf::with_size(channels, block_size)
-                .map_err(|e| format!("FLAC frame buffer: {e}"))?,
-            flacenc::source::Context::new(24, channels),
-        );
-        let bytes = stream_header_bytes(&header).map_err(|e| match e {
-            FlacError::Io(e) => e.to_string(),
-            FlacError::Encode(d) => d,
-        })?;
-        file.write_all(&bytes).map_err(|e| e.to_string())?;
-        Ok(Self {
-            file,
-            config,
-            fill,
-            pending: Vec::with_capacity(block_size * channels),
-            header,
-            block_size,
-            channels,
-        })
-    }
-
-    fn write<S: AsRef<[f32]>>(&mut self, block: &[S], n: usize) -> Result<(), FlacError> {
-        let per_block = self.block_size * self.channels;
-        for i in 0..n {
-            for ch in block {
-                self.pending.push(to_int(ch.as_ref()[i], 8_388_607.0));
-            }
-            if self.pending.len() == per_block {
-                self.encode_pending()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn encode_pending(&mut self) -> Result<(), FlacError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        self.fill
-            .fill_interleaved(&self.pending)
-            .map_err(|e| FlacError::Encode(format!("FLAC input: {e}")))?;
-        self.pending.clear();
-        let frame_no = self.fill.1.current_frame_number().unwrap_or(0);
-        let frame = flacenc::encode_fixed_size_frame(
-            &self.config,
-            &self.fill.0,
-            frame_no,
-            self.header.stream_info(),
-        )
-        .map_err(|e| FlacError::Encode(format!("FLAC encoding failed: {e}")))?;
-        self.header.stream_info_mut().update_frame_info(&frame);
-        let mut sink = flacenc::bitsink::ByteSink::new();
-        frame
-            .write(&mut sink)
-            .map_err(|e| FlacError::Encode(format!("FLAC serialisation failed: {e:?}")))?;
-        self.file.write_all(sink.as_slice()).map_err(FlacError::Io)
-    }
-
-    /// Encodes the last (short) block, rewrites the header and returns the file.
-    fn finish(mut self) -> Result<File, FlacError> {
-        use std::io::{Seek, SeekFrom};
-        self.encode_pending()?;
-        let (block_size, total, md5) = (
-            self.block_size,
-            self.fill.1.total_samples(),
-            self.fill.1.md5_digest(),
-        );
-        let info = self.header.stream_info_mut();
-        // flacenc lowers STREAMINFO's min block size to the (shorter) last block, which the
-        // FLAC spec excludes for fixed-blocksize streams ("excluding the last block"). Decoders
-        // that check it strictly (symphonia) then reject every frame header. Restore
-        // min = max = block size, as the reference encoder writes.
-        info.set_block_sizes(block_size, block_size)
-            .map_err(|e| FlacError::Encode(format!("FLAC block size: {e}")))?;
-        info.set_md5_digest(&md5);
-        info.set_total_samples(total);
-        if total == 0 {
-            // No frame: frame sizes stay "unknown" (0), as for an empty stream.
-            info.set_frame_sizes(0, 0)
-                .map_err(|e| FlacError::Encode(format!("FLAC frame sizes: {e}")))?;
-        }
-        let bytes = stream_header_bytes(&self.header)?;
-        let mut file = self
-            .file
-            .into_inner()
-            .map_err(|e| FlacError::Io(e.into_error()))?;
-        file.seek(SeekFrom::Start(0)).map_err(FlacError::Io)?;
-        file.write_all(&bytes).map_err(FlacError::Io)?;
-        Ok(file)
-    }
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Temp path next to `path`: `.<file name>.<pid>-<counter>-<nanos>.locosep-tmp`.
-fn temp_path_for(path: &Path) -> io::Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the output path has no file name",
-        )
-    })?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp_name = format!(
-        ".{}.{}-{n}-{nanos}{TEMP_SUFFIX}",
-        name.to_string_lossy(),
-        std::process::id()
-    );
-    Ok(path.with_file_name(tmp_name))
-}
-
-/// Atomically creates/replaces `path` with content produced by `f`.
-///
-/// `f` writes into a fresh temporary file in the same directory (it may seek; the file starts
-/// empty). Afterwards the file is `fsync`ed and moved onto `path`. Missing parent directories are
-/// created. If `path` exists and `overwrite` is false → [`AudioError::Exists`] and nothing is
-/// written. On any error the temporary file is removed and an existing `path` is untouched.
-/// Reusable for any output (audio, JSON, ...).
-pub fn write_atomic(
-    path: &Path,
-    overwrite: bool,
-    f: impl FnOnce(&mut File) -> io::Result<()>,
-) -> Result<(), AudioError> {
-    let werr = |source: io::Error| AudioError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if !overwrite && path.symlink_metadata().is_ok() {
-        return Err(AudioError::Exists {
-            path: path.to_path_buf(),
-        });
-    }
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        fs::create_dir_all(parent).map_err(werr)?;
-    }
-    let tmp = temp_path_for(path).map_err(werr)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(werr)?;
-    // From here on, every error path must remove `tmp`.
-    let result = f(&mut file)
-        .and_then(|()| file.flush())
-        .and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(werr(e));
-    }
-    let committed = if overwrite {
-        fs::rename(&tmp, path)
-    } else {
-        commit_no_clobber(&tmp, path)
-    };
-    if let Err(e) = committed {
-        let _ = fs::remove_file(&tmp);
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            return Err(AudioError::Exists {
-                path: path.to_path_buf(),
-            });
-        }
-        return Err(werr(e));
-    }
-    sync_parent_dir(path);
-    Ok(())
-}
-
-/// Moves `tmp` to `path` without ever replacing an existing `path`. Uses `hard_link` (fails with
-/// `AlreadyExists` atomically) and falls back to check-then-rename on filesystems without links.
-fn commit_no_clobber(tmp: &Path, path: &Path) -> io::Result<()> {
-    match fs::hard_link(tmp, path) {
-        Ok(()) => {
-            let _ = fs::remove_file(tmp);
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
-        Err(_) => {
-            if path.symlink_metadata().is_ok() {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
-            }
-            fs::rename(tmp, path)
-        }
-    }
-}
-
-/// Best-effort fsync of the directory entry (Unix); errors are ignored.
-fn sync_parent_dir(path: &Path) {
-    #[cfg(unix)]
-    {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if let Ok(d) = File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-/// True if `path`'s file name looks like a temporary file left by [`write_atomic`]
-/// (starts with `.` and ends with `.locosep-tmp`).
-pub fn is_temp_file(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-        n.starts_with('.') && n.ends_with(TEMP_SUFFIX) && n.len() > TEMP_SUFFIX.len() + 1
-    })
-}
-
-/// The process id written into a temporary file's name by [`write_atomic`]
-/// (`.{name}.{pid}-{n}-{nanos}.locosep-tmp`), if the name has that shape.
-fn temp_owner(path: &Path) -> Option<u32> {
-    let name = path.file_name()?.to_str()?.strip_suffix(TEMP_SUFFIX)?;
-    let (_, tail) = name.rsplit_once('.')?;
-    tail.split('-').next()?.parse().ok()
-}
-
-/// Whether process `pid` is running (Linux: `/proc/<pid>` exists; elsewhere only this process
-/// is known to run).
-fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        false
-    }
-}
-
-/// Deletes leftover temporary files (see [`is_temp_file`]) directly inside `dir` (not
-/// recursive) whose writer is no longer running — a temp file of a live process (this one or
-/// another locosep writing beside it) is left alone. Returns how many were removed. A missing
-/// directory counts as 0.
-pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry?;
-        let p = entry.path();
-        let live = temp_owner(&p).is_some_and(process_alive);
-        if is_temp_file(&p) && !live && entry.file_type()?.is_file() {
-            match fs::remove_file(&p) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// Deletes the temporary files (see [`is_temp_file`]) directly inside `dir` that this process
-/// is writing — for a process about to exit mid-write (a second Ctrl-C). Returns how many were
-/// removed; a missing directory counts as 0.
-pub fn remove_own_temp_files(dir: &Path) -> io::Result<usize> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let me = std::process::id();
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let p = entry.path();
-        if is_temp_file(&p)
-            && temp_owner(&p) == Some(me)
-            && entry.file_type().is_ok_and(|t| t.is_file())
-            && fs::remove_file(&p).is_ok()
-        {
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cleaning_spares_temp_files_of_running_processes() {
-        let dir = tempfile::tempdir().unwrap();
-        let own = dir.path().join(format!(
-            ".vocals.wav.{}-0-1{TEMP_SUFFIX}",
-            std::process::id()
-        ));
-        // Pid 0 is never a user process: a leftover of a dead writer.
-        let dead = dir.path().join(format!(".drums.wav.0-3-9{TEMP_SUFFIX}"));
-        let odd = dir.path().join(format!(".bass.wav{TEMP_SUFFIX}"));
-        let keep = dir.path().join("other.wav");
-        for p in [&own, &dead, &odd, &keep] {
-            fs::write(p, b"x").unwrap();
-        }
-        assert_eq!(temp_owner(&own), Some(std::process::id()));
-        assert_eq!(clean_temp_files(dir.path()).unwrap(), 2);
-        assert!(own.exists() && keep.exists());
-        assert!(!dead.exists() && !odd.exists());
-    }
 
     fn test_buf(rate: u32, nch: usize, len: usize) -> AudioBuffer {
         let channels = (0..nch)
@@ -770,8 +536,22 @@ mod tests {
         );
         assert_eq!("f32".parse::<SampleFormat>().unwrap(), SampleFormat::F32);
         assert_eq!("flac".parse::<SampleFormat>().unwrap(), SampleFormat::Flac);
-        let e = "mp3".parse::<SampleFormat>().unwrap_err();
-        assert!(e.contains("wav16, wav24, f32, flac"), "{e}");
+        let e = "opus".parse::<SampleFormat>().unwrap_err();
+        assert!(e.contains("wav16, wav24, f32, flac, mp3, ogg"), "{e}");
+        let mp3 = "MP3".parse::<SampleFormat>().unwrap();
+        assert_eq!(mp3, SampleFormat::Mp3 { kbps: 320 });
+        assert_eq!(mp3.extension(), "mp3");
+        assert_eq!(mp3.with_bitrate(192), Ok(SampleFormat::Mp3 { kbps: 192 }));
+        let e = mp3.with_bitrate(300).unwrap_err();
+        assert!(e.contains("96, 112, 128, 160, 192, 224, 256, 320"), "{e}");
+        let ogg = "vorbis".parse::<SampleFormat>().unwrap();
+        assert_eq!(
+            (ogg.name(), ogg.extension(), ogg.bitrate()),
+            ("ogg", "ogg", Some(192))
+        );
+        assert!(ogg.with_bitrate(500).is_err() && ogg.with_bitrate(128).is_ok());
+        let e = SampleFormat::Flac.with_bitrate(320).unwrap_err();
+        assert!(e.contains("lossless"), "{e}");
         assert_eq!(SampleFormat::F32.extension(), "wav");
         assert_eq!(SampleFormat::Flac.extension(), "flac");
         for n in SampleFormat::NAMES {
@@ -840,29 +620,15 @@ mod tests {
     }
 
     #[test]
-    fn own_temp_files_are_removed_and_others_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let own = dir.path().join(format!(
-            ".vocals.wav.{}-0-1{TEMP_SUFFIX}",
-            std::process::id()
-        ));
-        let other = dir.path().join(format!(".drums.wav.0-3-9{TEMP_SUFFIX}"));
-        let keep = dir.path().join("bass.wav");
-        for p in [&own, &other, &keep] {
-            fs::write(p, b"x").unwrap();
-        }
-        assert_eq!(remove_own_temp_files(dir.path()).unwrap(), 1);
-        assert!(!own.exists() && other.exists() && keep.exists());
-        assert_eq!(
-            remove_own_temp_files(&dir.path().join("missing")).unwrap(),
-            0
-        );
-    }
-
-    #[test]
     fn non_finite_audio_is_an_error_never_a_file() {
         let d = tempfile::tempdir().unwrap();
-        for fmt in [SampleFormat::Wav16, SampleFormat::F32, SampleFormat::Flac] {
+        for fmt in [
+            SampleFormat::Wav16,
+            SampleFormat::F32,
+            SampleFormat::Flac,
+            SampleFormat::Mp3 { kbps: 320 },
+            SampleFormat::Vorbis { kbps: 192 },
+        ] {
             let p = d.path().join(format!("vocals-{fmt:?}.{}", fmt.extension()));
             // An existing file is kept as it is, even with overwrite.
             fs::write(&p, b"old").unwrap();
@@ -880,54 +646,40 @@ mod tests {
             assert_eq!(fs::read(&p).unwrap(), b"old");
         }
         // No temp files left.
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 5);
     }
 
     #[test]
-    fn atomic_refuses_overwrite_and_cleans_up() {
+    fn lossy_files_do_not_depend_on_the_block_split() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("out.json");
-        write_atomic(&p, false, |f| f.write_all(b"old")).unwrap();
-        let e = write_atomic(&p, false, |f| f.write_all(b"new")).unwrap_err();
-        assert!(matches!(e, AudioError::Exists { .. }));
-        assert!(e.to_string().contains("--overwrite") && e.to_string().contains("out.json"));
-        assert_eq!(fs::read(&p).unwrap(), b"old");
-        // Failing writer: temp removed, old file untouched.
-        let e = write_atomic(&p, true, |f| {
-            f.write_all(b"partial")?;
-            Err(io::Error::other("boom"))
-        })
-        .unwrap_err();
-        assert!(matches!(e, AudioError::Write { .. }));
-        assert_eq!(fs::read(&p).unwrap(), b"old");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-        write_atomic(&p, true, |f| f.write_all(b"new")).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"new");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn temp_file_detection_and_cleanup() {
-        let d = tempfile::tempdir().unwrap();
-        let t = temp_path_for(&d.path().join("song.wav")).unwrap();
-        assert!(is_temp_file(&t), "{t:?}");
-        assert!(
-            t.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with(".song.wav.")
-        );
-        assert!(!is_temp_file(Path::new("song.wav")));
-        assert!(!is_temp_file(Path::new(".locosep-tmp")));
-        fs::write(&t, b"x").unwrap();
-        // A leftover of a writer that is gone (pid 0 is never a user process).
-        fs::write(d.path().join(".other.flac.0-1-2.locosep-tmp"), b"x").unwrap();
-        fs::write(d.path().join("keep.wav"), b"x").unwrap();
-        // This process's own temp file is in use: spared.
-        assert_eq!(clean_temp_files(d.path()).unwrap(), 1);
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
-        assert!(t.exists());
-        assert_eq!(clean_temp_files(&d.path().join("missing")).unwrap(), 0);
+        for (fmt, rate) in [
+            (SampleFormat::Mp3 { kbps: 192 }, 44_100),
+            (SampleFormat::Mp3 { kbps: 256 }, 96_000),
+            (SampleFormat::Vorbis { kbps: 160 }, 48_000),
+        ] {
+            let b = test_buf(rate, 2, 30_000);
+            let whole = d.path().join(format!("whole-{rate}.{}", fmt.extension()));
+            write_audio(&whole, &b, fmt, false).unwrap();
+            let split = d.path().join(format!("split-{rate}.{}", fmt.extension()));
+            let mut w = AudioFileWriter::create(&split, fmt, rate, 2, false).unwrap();
+            for (lo, hi) in [(0, 1), (1, 1000), (1000, 9001), (9001, 30_000)] {
+                let block: Vec<&[f32]> = b.channels.iter().map(|c| &c[lo..hi]).collect();
+                w.write(&block).unwrap();
+            }
+            w.commit().unwrap();
+            let (a, z) = (fs::read(&whole).unwrap(), fs::read(&split).unwrap());
+            if matches!(fmt, SampleFormat::Mp3 { .. }) {
+                // The first frame carries LAME's gapless tag.
+                let head = String::from_utf8_lossy(&a[..400]).into_owned();
+                assert!(head.contains("Info") && head.contains("LAME"), "{fmt:?}");
+                assert!(a == z, "{fmt:?} at {rate} Hz: the files differ");
+            } else {
+                // Ogg pages carry a random stream serial: compare the decoded audio.
+                let opts = crate::audio::DecodeOptions::default();
+                let da = crate::audio::decode_file(&whole, &opts).unwrap();
+                let dz = crate::audio::decode_file(&split, &opts).unwrap();
+                assert!(da == dz, "{fmt:?}: the decoded audio differs");
+            }
+        }
     }
 }
