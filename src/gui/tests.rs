@@ -695,3 +695,55 @@ fn get_models_is_in_the_file_menu() {
     h.run();
     h.get_by_label_contains("demo model is trained on synthetic songs");
 }
+
+/// Drags across `node`'s middle from 25 % to 50 % of its width (a loop selection on a lane).
+fn drag_across(h: &mut Harness<'_, LocosepApp>, label: &str) {
+    let r = h.get_by_label(label).rect();
+    let (a, b) = (
+        egui::pos2(r.left() + r.width() * 0.25, r.center().y),
+        egui::pos2(r.left() + r.width() * 0.5, r.center().y),
+    );
+    h.hover_at(a);
+    h.run_ok();
+    h.drag_at(a);
+    h.run_ok();
+    for k in 1..=4 {
+        h.hover_at(a + (b - a) * (k as f32 / 4.0));
+        h.run_ok();
+    }
+    h.drop_at(b);
+    h.run_ok();
+}
+
+/// The walk-through of issue 19 as a new user meets it: a long error, Compare with a loop, the
+/// Fine-tune tab. Snapshots `issue19_*`.
+#[test]
+fn issue19_walkthrough() {
+    let (mut h, fake, audio) = opened(Path::new("/music/song.wav"), AppOptions::default());
+    separated(&mut h, &fake, &audio);
+    // A dropped PNG: the decoder's long error.
+    let png = PathBuf::from(
+        "/home/someone/Pictures/Screenshots/Screenshot from 2026-11-30 21-14-07 of the mixer.png",
+    );
+    let f: egui::DroppedFileHandle = Arc::new(Dropped(png.clone()));
+    h.input_mut().dropped_files.push(f);
+    h.step();
+    let EngineCommand::LoadSong { job, path } = fake.next() else {
+        panic!("expected LoadSong")
+    };
+    fake.reply(EngineEvent::LoadFailed {
+        job,
+        path,
+        error: format!(
+            "'{}' is not a supported audio file: no demuxer recognised the data (probe failed \
+             on a PNG image header); supported: WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC, ALAC",
+            png.display()
+        ),
+    });
+    h.run_ok();
+    h.snapshot("issue19_long_error");
+    drag_across(&mut h, "mix waveform");
+    h.get_by_label("Compare").click();
+    h.run_ok();
+    h.snapshot("issue19_compare_loop");
+}
