@@ -11,19 +11,21 @@ use egui::{Color32, RichText, Ui};
 
 use super::command::Command;
 use super::compare::{ComparePanel, RunStatus, reference_files};
-use super::dialogs;
+use super::dialogs::{Picker, SystemDialogs};
 use super::export_panel::ExportPanel;
 use super::finetune::{Field, FineTuneAction, FineTuneForm, FineTunePanel};
 use super::lane::Lane;
 use super::memory_graph::MemoryGraph;
 use super::mixer::MixerState;
 use super::models_window::{ModelChange, ModelsWindow, RowState};
+use super::notices::{self, Notice};
 use super::player::Player;
 use super::presets_panel::{PresetsPanel, SongShape};
 use super::settings::{Settings, Tab};
 use super::spectrogram::Spectrograms;
 use super::time_view::TimeView;
 use super::waveform::{self, WaveAction, format_time};
+use super::weights_check::{self, Verdict, WeightsFor};
 use crate::audio::AudioBuffer;
 use crate::engine::export::track_name;
 use crate::engine::messages::{EngineCommand, EngineEvent, JobId, ModelChoice};
@@ -97,7 +99,12 @@ pub struct LocosepApp {
     last_result: Option<String>,
     queue: Vec<QueueItem>,
     export_job: Option<JobId>,
-    errors: Vec<String>,
+    errors: Vec<Notice>,
+    /// Picked weights being checked against their model (off the UI thread).
+    weights_check: Option<std::sync::mpsc::Receiver<Verdict>>,
+    /// A line about the last weights pick that passed its check.
+    weights_note: Option<String>,
+    picker: Box<dyn Picker>,
     view: TimeView,
     selection: Option<(f64, f64)>,
     player: Player,
@@ -129,7 +136,7 @@ impl LocosepApp {
         let player = if options.audio {
             Player::open()
         } else {
-            Player::disabled("Playback disabled")
+            Player::disabled("Playback is off in this window.")
         };
         let mut app = Self {
             export: ExportPanel::new(settings.export.clone()),
@@ -147,6 +154,9 @@ impl LocosepApp {
             queue: Vec::new(),
             export_job: None,
             errors: Vec::new(),
+            weights_check: None,
+            weights_note: None,
+            picker: Box::new(SystemDialogs),
             view: TimeView::fit(1.0),
             selection: None,
             player,
@@ -184,6 +194,13 @@ impl LocosepApp {
         self
     }
 
+    /// Takes file and folder choices from `picker` instead of the desktop's dialogs (a window
+    /// without a desktop session, or a test that answers them).
+    pub fn with_picker(mut self, picker: Box<dyn Picker>) -> Self {
+        self.picker = picker;
+        self
+    }
+
     /// Attaches the Get-models window (and its download worker). With `offer`, it opens at once
     /// when only the bundled demo model is available (a first start), so the real models are
     /// offered.
@@ -213,7 +230,7 @@ impl LocosepApp {
                             changed = true;
                         }
                     }
-                    Err(e) => self.errors.push(e.to_string()),
+                    Err(e) => self.error(e.to_string()),
                 },
                 ModelChange::Removed(dir) => {
                     self.settings.custom.retain(|(c, _)| !c.starts_with(&dir));
@@ -264,14 +281,36 @@ impl LocosepApp {
         self.job.is_some()
     }
 
+    /// Whether picked weights are still being checked.
+    pub fn checking_weights(&self) -> bool {
+        self.weights_check.is_some()
+    }
+
     /// Spectrograms still being computed.
     pub fn pending_spectrograms(&self) -> usize {
         self.specs.pending()
     }
 
-    /// Error messages shown.
-    pub fn errors(&self) -> &[String] {
-        &self.errors
+    /// Error messages shown (their one-line summaries).
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.iter().map(|n| n.summary.clone()).collect()
+    }
+
+    /// The visible time window of the lanes.
+    pub fn view(&self) -> TimeView {
+        self.view
+    }
+
+    /// Shows an error (a text whose first line is the summary); the same text twice is shown
+    /// once.
+    fn error(&mut self, text: impl AsRef<str>) {
+        self.notice(Notice::from_text(text.as_ref()));
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        if !self.errors.contains(&notice) {
+            self.errors.push(notice);
+        }
     }
 
     /// The persisted settings.
@@ -286,8 +325,7 @@ impl LocosepApp {
 
     fn send(&mut self, cmd: EngineCommand) {
         if self.engine.send(cmd).is_err() {
-            self.errors
-                .push("The engine stopped; restart locosep.".into());
+            self.error("The engine stopped; restart locosep.");
         }
     }
 
@@ -295,7 +333,7 @@ impl LocosepApp {
         self.settings.export = self.export.form.clone();
         if let Some(path) = &self.settings_path {
             if let Err(e) = self.settings.store(path) {
-                self.errors.push(format!("Could not save settings: {e}"));
+                self.error(format!("Could not save settings: {e}"));
             }
         }
     }
@@ -411,8 +449,8 @@ impl LocosepApp {
         match action {
             FineTuneAction::Browse(field) => {
                 let picked = match field {
-                    Field::From => dialogs::checkpoint(),
-                    _ => dialogs::folder("Choose a folder"),
+                    Field::From => self.picker.checkpoint(),
+                    _ => self.picker.folder("Choose a folder"),
                 };
                 if let Some(p) = self.picked(picked) {
                     let text = p.display().to_string();
@@ -437,6 +475,7 @@ impl LocosepApp {
                     segment_seconds: f.segment,
                     valid_every: f.every,
                     save_every: f.every,
+                    overwrite: f.overwrite && !resume,
                     loss: if f.sdr_loss {
                         crate::train::loss::LossConfig {
                             si_sdr_weight: 0.0,
@@ -455,8 +494,10 @@ impl LocosepApp {
                 };
                 if tx.send(cmd).is_ok() {
                     self.finetune.starting();
+                    // Replacing a folder's contents is asked for each time.
+                    self.finetune.form.overwrite = false;
                 } else {
-                    self.errors.push("The training worker has stopped.".into());
+                    self.error("The training worker has stopped.");
                 }
                 self.settings.finetune = f;
                 self.store_settings();
@@ -477,19 +518,19 @@ impl LocosepApp {
                     self.compare.references.insert(stem, audio);
                 } else if self.loading.as_ref().is_some_and(|(j, _)| *j == job) {
                     self.loading = None;
+                    self.errors.clear();
                     self.show_song(ctx, path, audio);
                 }
             }
             EngineEvent::LoadFailed { job, path, error } => {
                 if self.compare.reference_jobs.remove(&job).is_some() {
-                    self.errors.push(format!(
+                    self.error(format!(
                         "Reference stem {} could not be read: {error}",
                         path.display()
                     ));
                 } else if self.loading.as_ref().is_some_and(|(j, _)| *j == job) {
                     self.loading = None;
-                    self.errors
-                        .push(format!("Could not open {}: {error}", path.display()));
+                    self.error(format!("Could not open {}: {error}", path.display()));
                 }
             }
             EngineEvent::Started {
@@ -502,7 +543,9 @@ impl LocosepApp {
                     j.model = model;
                     j.device = device;
                 }
-                self.errors.extend(warnings);
+                for w in warnings {
+                    self.error(w);
+                }
             }
             EngineEvent::Progress {
                 job,
@@ -535,6 +578,7 @@ impl LocosepApp {
                     .unwrap_or_else(|| "–".into());
                 if main(self, job) {
                     self.job = None;
+                    self.errors.clear();
                     self.last_result =
                         Some(format!("Separated in {seconds:.1} s, peak memory {peak}"));
                     self.show_stems(stems);
@@ -548,7 +592,7 @@ impl LocosepApp {
             EngineEvent::Failed { job, error } => {
                 if main(self, job) {
                     self.job = None;
-                    self.errors.push(format!("Separation failed: {error}"));
+                    self.error(format!("Separation failed: {error}"));
                 } else if self.compare.owns(job) {
                     self.compare.on_end(job, RunStatus::Failed(error));
                 } else if self.export_job == Some(job) {
@@ -577,6 +621,7 @@ impl LocosepApp {
                 let text = format!("Wrote {} file(s) to {dir}", paths.len());
                 if self.export_job == Some(job) {
                     self.export_job = None;
+                    self.errors.clear();
                     self.export.status = Some(text);
                 } else if let Some(q) = self.queue.iter_mut().find(|q| q.job == Some(job)) {
                     q.status = text;
@@ -593,6 +638,10 @@ impl LocosepApp {
         }
         self.view = TimeView::fit(audio.duration_secs());
         self.selection = None;
+        // The previous song's separation and export messages are not about this one.
+        self.last_result = None;
+        self.export.status = None;
+        self.export.confirm = None;
         self.mixer = MixerState::default();
         let lane = Lane::new("mix", audio.clone(), &mut self.specs);
         self.song = Some(Song {
@@ -635,11 +684,9 @@ impl LocosepApp {
 
     /// The file a dialog returned; when no dialog could open, the reason goes to the
     /// window's error list.
-    fn picked<T>(&mut self, picked: dialogs::Picked<T>) -> Option<T> {
+    fn picked<T>(&mut self, picked: super::dialogs::Picked<T>) -> Option<T> {
         picked.unwrap_or_else(|e| {
-            if !self.errors.contains(&e) {
-                self.errors.push(e);
-            }
+            self.error(e);
             None
         })
     }
@@ -649,7 +696,8 @@ impl LocosepApp {
     fn apply(&mut self, ctx: &egui::Context, command: Command) {
         match command {
             Command::OpenDialog => {
-                if let Some(p) = self.picked(dialogs::audio_file()) {
+                let picked = self.picker.audio_file();
+                if let Some(p) = self.picked(picked) {
                     self.apply(ctx, Command::Open(p));
                 }
             }
@@ -659,7 +707,8 @@ impl LocosepApp {
                 self.send(EngineCommand::LoadSong { job, path });
             }
             Command::EnqueueDialog => {
-                if let Some(files) = self.picked(dialogs::audio_files()) {
+                let picked = self.picker.audio_files();
+                if let Some(files) = self.picked(picked) {
                     self.apply(ctx, Command::Enqueue(files));
                 }
             }
@@ -691,30 +740,26 @@ impl LocosepApp {
                 self.store_settings();
             }
             Command::PickCheckpoint(preset) => {
-                if let Some(ck) = self.picked(dialogs::checkpoint()) {
-                    self.settings.checkpoints.insert(preset.clone(), ck.clone());
-                    self.settings.model = ModelChoice::Preset {
-                        name: preset,
-                        checkpoint: ck,
-                    };
-                    self.store_settings();
+                let picked = self.picker.checkpoint();
+                let Some(ck) = self.picked(picked) else {
+                    return;
+                };
+                match crate::model::config::preset(&preset) {
+                    Ok(p) => self.check_weights(ctx, WeightsFor::Preset(preset), p.config, ck),
+                    Err(e) => self.error(e.to_string()),
                 }
             }
             Command::ImportCustom => {
-                if let Some(config) = self.picked(dialogs::config()) {
-                    match crate::model::config::ModelConfig::from_file(&config) {
-                        Err(e) => self
-                            .errors
-                            .push(format!("Cannot use {}: {e}", config.display())),
-                        Ok(_) => {
-                            if let Some(ck) = self.picked(dialogs::checkpoint()) {
-                                self.settings.custom.push((config.clone(), ck.clone()));
-                                self.settings.model = ModelChoice::Config {
-                                    config,
-                                    checkpoint: ck,
-                                };
-                                self.store_settings();
-                            }
+                let picked = self.picker.config();
+                let Some(config) = self.picked(picked) else {
+                    return;
+                };
+                match crate::model::config::ModelConfig::from_file(&config) {
+                    Err(e) => self.error(format!("Cannot use {}: {e}", config.display())),
+                    Ok(cfg) => {
+                        let picked = self.picker.checkpoint();
+                        if let Some(ck) = self.picked(picked) {
+                            self.check_weights(ctx, WeightsFor::Import { config }, cfg, ck);
                         }
                     }
                 }
@@ -740,7 +785,8 @@ impl LocosepApp {
             Command::SetSolo(i, on) => self.set_strip(i, |s| s.solo = on),
             Command::SetGain(i, db) => self.set_strip(i, |s| s.gain_db = db),
             Command::PickExportDir => {
-                if let Some(dir) = self.picked(dialogs::folder("Export stems to…")) {
+                let picked = self.picker.folder("Export stems to…");
+                if let Some(dir) = self.picked(picked) {
                     self.export.form.out_dir = dir;
                     self.store_settings();
                 }
@@ -764,7 +810,89 @@ impl LocosepApp {
                     self.errors.remove(i);
                 }
             }
+            Command::TogglePlay => {
+                if self.player.is_playing() {
+                    self.player.pause();
+                } else {
+                    self.player.play();
+                }
+            }
+            Command::CloseDialog => {
+                if self.export.confirm.is_some() {
+                    self.apply(ctx, Command::CancelOverwrite);
+                } else if let Some(w) = self.models_window.as_mut().filter(|w| w.open) {
+                    w.open = false;
+                }
+            }
+            Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
         }
+    }
+
+    /// Starts checking weights picked for `target` against `config`; the answer arrives in
+    /// [`Self::poll_weights_check`]. Nothing is selected or stored before it passes.
+    fn check_weights(
+        &mut self,
+        ctx: &egui::Context,
+        target: WeightsFor,
+        config: crate::model::config::ModelConfig,
+        checkpoint: PathBuf,
+    ) {
+        let repaint = ctx.clone();
+        self.weights_note = Some(format!("Checking {}…", file_name(&checkpoint)));
+        self.weights_check = Some(weights_check::spawn(
+            target,
+            config,
+            checkpoint,
+            move || repaint.request_repaint(),
+        ));
+    }
+
+    /// Applies a finished weights check: weights that fit are stored for their preset (or the
+    /// import joins the model list); weights that do not are refused with the reason.
+    fn poll_weights_check(&mut self) {
+        let Some(rx) = &self.weights_check else {
+            return;
+        };
+        let verdict = match rx.try_recv() {
+            Ok(v) => v,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.weights_check = None;
+                self.weights_note = None;
+                self.error("The weights could not be checked (no thread for it); nothing changed.");
+                return;
+            }
+        };
+        self.weights_check = None;
+        self.weights_note = None;
+        let Verdict {
+            target,
+            checkpoint,
+            result,
+        } = verdict;
+        if let Err(notice) = result {
+            self.notice(notice);
+            return;
+        }
+        self.errors.clear();
+        match target {
+            // The selected model stays what it was: picking weights only makes the preset
+            // selectable.
+            WeightsFor::Preset(name) => {
+                self.weights_note = Some(format!(
+                    "Weights for {name} set: select {name} in the list to separate with it."
+                ));
+                self.settings.checkpoints.insert(name, checkpoint);
+            }
+            WeightsFor::Import { config } => {
+                let pair = (config.clone(), checkpoint.clone());
+                if !self.settings.custom.contains(&pair) {
+                    self.settings.custom.push(pair);
+                }
+                self.settings.model = ModelChoice::Config { config, checkpoint };
+            }
+        }
+        self.store_settings();
     }
 
     fn set_strip(&mut self, i: usize, f: impl FnOnce(&mut super::mixer::Strip)) {
@@ -870,7 +998,7 @@ impl LocosepApp {
         let options = match self.export.options(&names, false) {
             Ok(o) => o,
             Err(e) => {
-                self.errors.push(format!("Cannot run the queue: {e}"));
+                self.error(format!("Cannot run the queue: {e}"));
                 return;
             }
         };
@@ -947,7 +1075,10 @@ impl LocosepApp {
     fn menu_bar(&self, ui: &mut Ui, cmds: &mut Vec<Command>) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("Open…").clicked() {
+                if ui
+                    .add(egui::Button::new("Open…").shortcut_text("Ctrl+O"))
+                    .clicked()
+                {
                     cmds.push(Command::OpenDialog);
                 }
                 if ui.button("Add to queue…").clicked() {
@@ -966,6 +1097,13 @@ impl LocosepApp {
                         }
                     }
                 });
+                ui.separator();
+                if ui
+                    .add(egui::Button::new("Quit").shortcut_text("Ctrl+Q"))
+                    .clicked()
+                {
+                    cmds.push(Command::Quit);
+                }
             });
             ui.separator();
             let tab = self.settings.layout.tab;
@@ -982,14 +1120,7 @@ impl LocosepApp {
     }
 
     fn errors_ui(&self, ui: &mut Ui, cmds: &mut Vec<Command>) {
-        for (i, e) in self.errors.iter().enumerate() {
-            ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("Error: {e}")).color(ui.visuals().error_fg_color));
-                if ui.small_button("dismiss").clicked() {
-                    cmds.push(Command::DismissError(i));
-                }
-            });
-        }
+        notices::show(ui, &self.errors, cmds);
     }
 
     fn progress_ui(&self, ui: &mut Ui, cmds: &mut Vec<Command>) {
@@ -1045,7 +1176,11 @@ impl LocosepApp {
             } else {
                 ("Play", Command::Play)
             };
-            if ui.add_enabled(enabled, egui::Button::new(label)).clicked() {
+            if ui
+                .add_enabled(enabled, egui::Button::new(label))
+                .on_hover_text("Space")
+                .clicked()
+            {
                 cmds.push(cmd);
             }
             let duration = self.song.as_ref().map_or(0.0, |s| s.audio.duration_secs());
@@ -1078,15 +1213,12 @@ impl LocosepApp {
             if v != self.view {
                 cmds.push(Command::SetView(v));
             }
-            if !enabled {
-                // Truncated to the row (full text on hover): a long message must not widen the
-                // central panel, or the lanes would run under the side panel.
-                ui.add(
-                    egui::Label::new(RichText::new(self.player.status()).small().weak()).truncate(),
-                )
-                .on_hover_text(self.player.status());
-            }
         });
+        if !self.player.available() {
+            // Why Play is off, once, on its own wrapped line (a long message must not widen
+            // the central panel, or the lanes would run under the side panel).
+            ui.add(egui::Label::new(self.player.status()).wrap());
+        }
         // Horizontal scroll through the song when zoomed in.
         if self.view.span < self.view.duration {
             let mut start = self.view.start;
@@ -1239,6 +1371,31 @@ impl LocosepApp {
         self.export.show(ui, &names, busy, cmds);
     }
 
+    /// Space plays or pauses (unless a text field has the keyboard), Ctrl+O opens, Ctrl+E
+    /// exports, Ctrl+Q quits, Esc closes the open question or window.
+    fn shortcuts(&self, ctx: &egui::Context, cmds: &mut Vec<Command>) {
+        use egui::{Key, KeyboardShortcut, Modifiers};
+        let typing = ctx.egui_wants_keyboard_input();
+        ctx.input_mut(|i| {
+            let mut pressed = |m, k| i.consume_shortcut(&KeyboardShortcut::new(m, k));
+            if pressed(Modifiers::COMMAND, Key::O) {
+                cmds.push(Command::OpenDialog);
+            }
+            if pressed(Modifiers::COMMAND, Key::E) && self.stems.is_some() {
+                cmds.push(Command::Export { overwrite: false });
+            }
+            if pressed(Modifiers::COMMAND, Key::Q) {
+                cmds.push(Command::Quit);
+            }
+            if !typing && pressed(Modifiers::NONE, Key::Escape) {
+                cmds.push(Command::CloseDialog);
+            }
+            if !typing && pressed(Modifiers::NONE, Key::Space) {
+                cmds.push(Command::TogglePlay);
+            }
+        });
+    }
+
     fn handle_drops(&self, ctx: &egui::Context, cmds: &mut Vec<Command>) {
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -1284,12 +1441,14 @@ impl eframe::App for LocosepApp {
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.poll_events(&ctx);
+        self.poll_weights_check();
         self.screenshot_step(&ctx);
         self.player.poll();
         self.specs.poll(&ctx);
         self.compare.poll(&ctx);
         let mut cmds = Vec::new();
         self.handle_drops(&ctx, &mut cmds);
+        self.shortcuts(&ctx, &mut cmds);
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui, &mut cmds));
         egui::Panel::bottom("bottom")
@@ -1305,6 +1464,14 @@ impl eframe::App for LocosepApp {
                     .show(ui, |ui| {
                         self.presets
                             .show(ui, &self.settings, self.song_shape(), &mut cmds);
+                        if let Some(note) = &self.weights_note {
+                            ui.horizontal(|ui| {
+                                if self.weights_check.is_some() {
+                                    ui.spinner();
+                                }
+                                ui.add(egui::Label::new(RichText::new(note).small()).wrap());
+                            });
+                        }
                     });
             });
         egui::Panel::right("side")
@@ -1322,7 +1489,15 @@ impl eframe::App for LocosepApp {
                 Tab::Compare => {
                     let has_song = self.song.is_some();
                     let busy = self.busy();
-                    self.compare.show(ui, &self.settings.compare, has_song, busy, &self.specs, &mut cmds);
+                    self.compare.show(
+                        ui,
+                        &self.settings.compare,
+                        self.selection,
+                        has_song,
+                        busy,
+                        &self.specs,
+                        &mut cmds,
+                    );
                 }
                 Tab::FineTune => {
                     if self.trainer.is_some() {

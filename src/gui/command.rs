@@ -69,4 +69,10 @@ pub enum Command {
     RunCompare,
     /// Dismiss an error message.
     DismissError(usize),
+    /// Start or pause playback (Space).
+    TogglePlay,
+    /// Close the open dialog or question (Esc).
+    CloseDialog,
+    /// Close the window (File → Quit, Ctrl+Q).
+    Quit,
 }
