@@ -178,8 +178,8 @@ impl FineTunePanel {
     /// started), or the first validation is still to come.
     fn validation_note(&self) -> String {
         match self.valid_tracks {
-            Some(0) => "no validation songs: the data gave none (use 5 songs or more, or a \
-                        validation folder)"
+            Some(0) => "no validation songs yet: the data gave none (give it 5 songs or more, \
+                        or a validation folder)"
                 .into(),
             Some(_) => format!(
                 "no validation yet: the first is at step {}",
@@ -330,10 +330,10 @@ impl FineTunePanel {
                             "Off: the seed's SI-SDR loss, which ignores the output level",
                         );
                     ui.end_row();
-                    ui.label("Output folder");
+                    ui.label("Overwrite");
                     ui.checkbox(
                         &mut f.overwrite,
-                        "replace what is in it (a folder that is not a run of its own)",
+                        "replace what the output folder holds (when it is not a run)",
                     )
                     .on_hover_text(
                         "Training refuses a non-empty folder that holds no run; tick this to \
@@ -478,13 +478,15 @@ fn chart(ui: &mut Ui, name: &str, points: &[[f64; 2]], color: Color32, height: f
         .filter(|p| p[0].is_finite() && p[1].is_finite())
         .collect();
     if finite.is_empty() {
-        painter.text(
-            rect.center(),
-            egui::Align2::CENTER_CENTER,
-            empty,
+        // Wrapped to the chart, centred: the reason can be a sentence.
+        let galley = painter.layout(
+            empty.to_string(),
             egui::FontId::proportional(12.0),
             ui.visuals().weak_text_color(),
+            rect.width() - 24.0,
         );
+        let at = rect.center() - galley.size() / 2.0;
+        painter.galley(at, galley, ui.visuals().weak_text_color());
         return;
     }
     let (x0, x1) = (

@@ -1124,7 +1124,7 @@ fn fine_tune_defaults_to_an_absolute_folder_and_offers_overwrite() {
     let (cmd_tx, _cmd_rx) = channel();
     let (_ev_tx, ev_rx) = channel();
     let (train_tx, train_rx) = channel();
-    let (_up_tx, up_rx) = channel();
+    let (up_tx, up_rx) = channel();
     let mut h = Harness::builder()
         .with_size(egui::Vec2::new(1280.0, 800.0))
         .build_eframe(move |cc| {
@@ -1135,7 +1135,8 @@ fn fine_tune_defaults_to_an_absolute_folder_and_offers_overwrite() {
     h.run_ok();
     h.state_mut().finetune_form_mut().data = "/data/my-stems".into();
     h.run_ok();
-    h.get_by_label_contains("replace what is in it").click();
+    h.get_by_label_contains("replace what the output folder holds")
+        .click();
     h.run_ok();
     h.get_by_label("Start training").click();
     h.run_ok();
@@ -1150,4 +1151,22 @@ fn fine_tune_defaults_to_an_absolute_folder_and_offers_overwrite() {
         !h.state_mut().finetune_form_mut().overwrite,
         "asked for again on the next start"
     );
+    // The run says it has no validation songs: the empty chart says so (snapshot).
+    use crate::train::trainer::TrainEvent;
+    use crate::train::worker::TrainUpdate;
+    h.state_mut().finetune_form_mut().out = "/home/me/.local/share/locosep/runs/finetune".into();
+    for u in [
+        TrainUpdate::Started {
+            out: "/home/me/.local/share/locosep/runs/finetune".into(),
+            steps: 500,
+        },
+        TrainUpdate::Event(TrainEvent::Message(
+            "4 training tracks, 0 validation tracks".into(),
+        )),
+    ] {
+        up_tx.send(u).expect("app alive");
+    }
+    h.run_ok();
+    h.get_by_label_contains("4 training tracks");
+    h.snapshot("issue19_finetune");
 }
