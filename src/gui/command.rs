@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::finetune::FineTuneAction;
 use super::settings::Tab;
 use super::time_view::TimeView;
 use crate::engine::device::DeviceChoice;
@@ -75,4 +76,6 @@ pub enum Command {
     CloseDialog,
     /// Close the window (File → Quit, Ctrl+Q).
     Quit,
+    /// Something the Fine-tune tab asked for.
+    FineTune(FineTuneAction),
 }

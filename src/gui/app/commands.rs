@@ -233,6 +233,7 @@ impl LocosepApp {
                 }
             }
             Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            Command::FineTune(action) => self.finetune_action(action),
         }
     }
 

@@ -402,12 +402,9 @@ impl eframe::App for LocosepApp {
                 }
                 Tab::FineTune => {
                     if self.trainer.is_some() {
-                        let presets: Vec<String> = crate::model::config::builtin_presets()
-                            .into_iter()
-                            .map(|p| p.name)
-                            .collect();
-                        if let Some(action) = self.finetune.show(ui, &presets) {
-                            self.finetune_action(action);
+                        let names = self.presets.names();
+                        if let Some(action) = self.finetune.show(ui, &names) {
+                            cmds.push(Command::FineTune(action));
                         }
                         if self.finetune.is_running() {
                             ui.ctx().request_repaint_after(Duration::from_millis(500));
