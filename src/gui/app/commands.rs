@@ -144,6 +144,7 @@ impl LocosepApp {
                 self.send(EngineCommand::Cancel { job });
             }
             Command::SelectModel(choice) => {
+                self.weights_note = None;
                 self.settings.model = choice;
                 self.store_settings();
             }
