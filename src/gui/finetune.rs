@@ -43,6 +43,10 @@ pub struct FineTuneForm {
     pub overwrite: bool,
 }
 
+/// The output folder earlier versions suggested, relative to wherever the app was started
+/// (replaced by [`default_out_dir`] when found in saved settings).
+pub const OLD_DEFAULT_OUT: &str = "runs/finetune";
+
 /// Where runs go until the user picks a folder: `runs/finetune` in locosep's data folder
 /// (`$LOCOSEP_DATA_DIR`, else e.g. `~/.local/share/locosep`), an absolute path, so it does not
 /// depend on where the app was started from.
@@ -539,4 +543,22 @@ fn chart(ui: &mut Ui, name: &str, points: &[[f64; 2]], color: Color32, height: f
         font,
         weak,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validation_song_count_is_read_from_the_trainers_line() {
+        assert_eq!(
+            validation_tracks("12 training tracks, 0 validation tracks"),
+            Some(0)
+        );
+        assert_eq!(
+            validation_tracks("12 training tracks, 3 validation tracks"),
+            Some(3)
+        );
+        assert_eq!(validation_tracks("saved /runs/x/last"), None);
+    }
 }

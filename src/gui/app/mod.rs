@@ -170,6 +170,11 @@ impl LocosepApp {
             }),
         };
         app.finetune.form = app.settings.finetune.clone();
+        if app.finetune.form.out == super::finetune::OLD_DEFAULT_OUT {
+            // Settings from before the default was absolute: the folder depended on where the
+            // app was started.
+            app.finetune.form.out = super::finetune::default_out_dir().display().to_string();
+        }
         app.send(EngineCommand::ListDevices);
         if let Some(path) = options.open {
             app.apply(ctx, Command::Open(path));
