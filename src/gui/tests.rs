@@ -884,9 +884,28 @@ fn a_long_error_wraps_inside_its_panel_can_be_dismissed_and_goes_with_the_next_s
 
 #[test]
 fn opening_another_song_clears_the_last_songs_status() {
-    let (mut h, fake, audio) = opened(Path::new("/music/song.wav"), AppOptions::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let options = AppOptions {
+        settings_path: Some(settings_file(dir.path(), |s| {
+            s.export.out_dir = out.clone()
+        })),
+        ..Default::default()
+    };
+    let (mut h, fake, audio) = opened(Path::new("/music/song.wav"), options);
     separated(&mut h, &fake, &audio);
     h.get_by_label_contains("Separated in 8.0 s");
+    h.get_by_label("Export stems").click();
+    h.run_ok();
+    let EngineCommand::Export { job, .. } = fake.next() else {
+        panic!("expected Export")
+    };
+    fake.reply(EngineEvent::Exported {
+        job,
+        paths: vec![out.join("song/vocals.wav")],
+    });
+    h.run_ok();
+    h.get_by_label_contains("Wrote 1 file(s)");
     let f: egui::DroppedFileHandle = Arc::new(Dropped("/music/other.wav".into()));
     h.input_mut().dropped_files.push(f);
     h.step();
@@ -900,6 +919,7 @@ fn opening_another_song_clears_the_last_songs_status() {
     });
     settle(&mut h);
     assert!(h.query_by_label_contains("Separated in").is_none());
+    assert!(h.query_by_label_contains("Wrote 1 file(s)").is_none());
     assert!(h.state().stem_names().is_empty());
 }
 
