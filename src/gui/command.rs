@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::finetune::FineTuneAction;
 use super::settings::Tab;
 use super::time_view::TimeView;
 use crate::engine::device::DeviceChoice;
@@ -69,4 +70,12 @@ pub enum Command {
     RunCompare,
     /// Dismiss an error message.
     DismissError(usize),
+    /// Start or pause playback (Space).
+    TogglePlay,
+    /// Close the open dialog or question (Esc).
+    CloseDialog,
+    /// Close the window (File → Quit, Ctrl+Q).
+    Quit,
+    /// Something the Fine-tune tab asked for.
+    FineTune(FineTuneAction),
 }

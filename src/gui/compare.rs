@@ -252,11 +252,14 @@ impl ComparePanel {
         }
     }
 
-    /// Draws the tab.
+    /// Draws the tab; `selection` is the loop region a run would compare (`None`: the whole
+    /// song).
+    #[allow(clippy::too_many_arguments)]
     pub fn show(
         &self,
         ui: &mut Ui,
         ticked: &[ModelChoice],
+        selection: Option<(f64, f64)>,
         has_song: bool,
         busy: bool,
         specs: &Spectrograms,
@@ -264,13 +267,16 @@ impl ComparePanel {
     ) {
         ui.heading("Compare presets");
         let names: Vec<String> = ticked.iter().map(ModelChoice::label).collect();
-        ui.label(if names.is_empty() {
-            "Tick \"compare\" on two or more models in the Model list (left); a preset can be \
+        ui.add(
+            egui::Label::new(if names.is_empty() {
+                "Tick \"compare\" on two or more models in the Model list (left); a preset can be \
              ticked once its weights are chosen (weights…)."
-                .to_string()
-        } else {
-            format!("Ticked: {}", names.join(", "))
-        });
+                    .to_string()
+            } else {
+                format!("Ticked: {}", names.join(", "))
+            })
+            .wrap(),
+        );
         ui.horizontal(|ui| {
             let can = has_song && ticked.len() >= 2 && !busy;
             if ui
@@ -279,13 +285,20 @@ impl ComparePanel {
             {
                 commands.push(Command::RunCompare);
             }
-            let region = match self.excerpt {
-                Some((a, b)) => format!("on the loop region {:.1}–{:.1} s", a, b),
+            // What the next run compares: the loop when one is selected.
+            ui.label(match selection {
+                Some((a, b)) => format!("on the loop {}", region(a, b)),
                 None => "on the whole song".into(),
-            };
-            ui.label(region);
+            });
         });
-        if self.excerpt.is_none() {
+        if !self.runs.is_empty() && self.excerpt != selection {
+            let on = self.excerpt.map_or_else(
+                || "the whole song".into(),
+                |(a, b)| format!("the loop {}", region(a, b)),
+            );
+            ui.label(RichText::new(format!("The results below are for {on}.")).small());
+        }
+        if selection.is_none() {
             // Its own wrapped line: a long label in the row would widen the panel.
             ui.add(
                 egui::Label::new(
@@ -396,6 +409,12 @@ impl ComparePanel {
                 }
             });
     }
+}
+
+/// `a–b` seconds as `0:01.0–0:02.5`.
+fn region(a: f64, b: f64) -> String {
+    use super::waveform::format_time;
+    format!("{}–{}", format_time(a, true), format_time(b, true))
 }
 
 #[cfg(test)]

@@ -83,6 +83,43 @@ pub fn config() -> Picked<PathBuf> {
         .pick_file())
 }
 
+/// Where the app's file and folder choices come from: the desktop's dialogs
+/// ([`SystemDialogs`]), or a stand-in that answers without a desktop (the GUI tests).
+pub trait Picker {
+    /// One song.
+    fn audio_file(&mut self) -> Picked<PathBuf>;
+    /// Songs for the queue.
+    fn audio_files(&mut self) -> Picked<Vec<PathBuf>>;
+    /// A folder, with the dialog's title.
+    fn folder(&mut self, title: &str) -> Picked<PathBuf>;
+    /// A checkpoint file.
+    fn checkpoint(&mut self) -> Picked<PathBuf>;
+    /// A model config file.
+    fn config(&mut self) -> Picked<PathBuf>;
+}
+
+/// The desktop's file dialogs (the functions above).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemDialogs;
+
+impl Picker for SystemDialogs {
+    fn audio_file(&mut self) -> Picked<PathBuf> {
+        audio_file()
+    }
+    fn audio_files(&mut self) -> Picked<Vec<PathBuf>> {
+        audio_files()
+    }
+    fn folder(&mut self, title: &str) -> Picked<PathBuf> {
+        folder(title)
+    }
+    fn checkpoint(&mut self) -> Picked<PathBuf> {
+        checkpoint()
+    }
+    fn config(&mut self) -> Picked<PathBuf> {
+        config()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,23 @@ pub struct FineTuneForm {
     /// Train with the plain (scale-dependent) SDR loss instead of the seed's SI-SDR, so the
     /// model's output level is trained too (what the bundled demo model needed).
     pub sdr_loss: bool,
+    /// Start even when the output folder holds other files (they are replaced). Never kept
+    /// across restarts: each such start is asked for.
+    #[serde(skip)]
+    pub overwrite: bool,
+}
+
+/// The output folder earlier versions suggested, relative to wherever the app was started
+/// (replaced by [`default_out_dir`] when found in saved settings).
+pub const OLD_DEFAULT_OUT: &str = "runs/finetune";
+
+/// Where runs go until the user picks a folder: `runs/finetune` in locosep's data folder
+/// (`$LOCOSEP_DATA_DIR`, else e.g. `~/.local/share/locosep`), an absolute path, so it does not
+/// depend on where the app was started from.
+pub fn default_out_dir() -> PathBuf {
+    crate::catalog::Store::from_env()
+        .map(|s| s.root().join("runs").join("finetune"))
+        .unwrap_or_else(|_| PathBuf::from("runs/finetune"))
 }
 
 impl Default for FineTuneForm {
@@ -44,13 +61,14 @@ impl Default for FineTuneForm {
         Self {
             data: String::new(),
             valid: String::new(),
-            out: "runs/finetune".into(),
+            out: default_out_dir().display().to_string(),
             preset: "demo".into(),
             from: String::new(),
             steps: 500,
             segment: 1.0,
             every: 50,
             sdr_loss: true,
+            overwrite: false,
         }
     }
 }
@@ -109,6 +127,8 @@ pub struct FineTunePanel {
     valid: Vec<ValidLog>,
     memory: MemoryGraph,
     messages: Vec<String>,
+    /// Validation songs of the current run, once the worker said how many.
+    valid_tracks: Option<usize>,
     /// A finished run's (config, checkpoint), offered for separating until accepted or a new
     /// run starts; finishing a run never changes the Separate model by itself.
     offer: Option<(PathBuf, PathBuf)>,
@@ -124,6 +144,7 @@ impl FineTunePanel {
             valid: Vec::new(),
             memory: MemoryGraph::default(),
             messages: Vec::new(),
+            valid_tracks: None,
             offer: None,
         }
     }
@@ -149,11 +170,36 @@ impl FineTunePanel {
         self.valid.clear();
         self.memory.clear();
         self.messages.clear();
+        self.valid_tracks = None;
     }
 
     /// The offered run became the Separate model: stop offering it.
     pub fn offer_taken(&mut self) {
         self.offer = None;
+    }
+
+    /// Why the validation chart is empty: no validation songs (the run said so, or none has
+    /// started), or the first validation is still to come.
+    fn validation_note(&self) -> String {
+        match self.valid_tracks {
+            Some(0) => "no validation songs yet: the data gave none (give it 5 songs or more, \
+                        or a validation folder)"
+                .into(),
+            Some(_) => format!(
+                "no validation yet: the first is at step {}",
+                self.form
+                    .every
+                    .min(self.planned_steps().unwrap_or(usize::MAX))
+            ),
+            None => "no validation songs yet".into(),
+        }
+    }
+
+    fn planned_steps(&self) -> Option<usize> {
+        match self.status {
+            Status::Running { steps } => Some(steps),
+            _ => None,
+        }
     }
 
     /// The user pressed Stop.
@@ -176,7 +222,12 @@ impl FineTunePanel {
             TrainUpdate::Event(TrainEvent::Saved(p)) => {
                 self.messages.push(format!("saved {}", p.display()))
             }
-            TrainUpdate::Event(TrainEvent::Message(m)) => self.messages.push(m.clone()),
+            TrainUpdate::Event(TrainEvent::Message(m)) => {
+                if let Some(n) = validation_tracks(m) {
+                    self.valid_tracks = Some(n);
+                }
+                self.messages.push(m.clone())
+            }
             TrainUpdate::Memory(s) => self.memory.push(*s),
             TrainUpdate::Finished {
                 steps,
@@ -222,7 +273,12 @@ impl FineTunePanel {
                             &mut f.valid,
                             "optional: every 5th song",
                         ),
-                        ("Output folder", Field::Out, &mut f.out, "runs/finetune"),
+                        (
+                            "Output folder",
+                            Field::Out,
+                            &mut f.out,
+                            "a new or empty folder",
+                        ),
                         (
                             "Start from",
                             Field::From,
@@ -277,6 +333,16 @@ impl FineTunePanel {
                         .on_hover_text(
                             "Off: the seed's SI-SDR loss, which ignores the output level",
                         );
+                    ui.end_row();
+                    ui.label("Overwrite");
+                    ui.checkbox(
+                        &mut f.overwrite,
+                        "replace what the output folder holds (when it is not a run)",
+                    )
+                    .on_hover_text(
+                        "Training refuses a non-empty folder that holds no run; tick this to \
+                         start there anyway. Resume never needs it.",
+                    );
                     ui.end_row();
                 });
         });
@@ -360,7 +426,14 @@ impl FineTunePanel {
                 .collect();
             let last = self.steps.last().map(|s| format!(" · last {:.3}", s.loss));
             cols[0].label(format!("Training loss{}", last.unwrap_or_default()));
-            chart(&mut cols[0], "loss curve", &loss, LOSS, 150.0);
+            chart(
+                &mut cols[0],
+                "loss curve",
+                &loss,
+                LOSS,
+                150.0,
+                "no data yet",
+            );
             let sdr: Vec<[f64; 2]> = self
                 .valid
                 .iter()
@@ -371,7 +444,8 @@ impl FineTunePanel {
                 .last()
                 .map(|v| format!(" · last {:.2} dB", v.mean_sdr));
             cols[1].label(format!("Validation SDR (mean){}", last.unwrap_or_default()));
-            chart(&mut cols[1], "sdr curve", &sdr, SDR, 150.0);
+            let why = self.validation_note();
+            chart(&mut cols[1], "sdr curve", &sdr, SDR, 150.0, &why);
         });
         ui.label(match self.memory.peak() {
             Some(p) => format!(
@@ -388,8 +462,15 @@ impl FineTunePanel {
     }
 }
 
-/// A line chart of `points` (x ascending) with its min and max written at the left edge.
-fn chart(ui: &mut Ui, name: &str, points: &[[f64; 2]], color: Color32, height: f32) {
+/// The validation song count in the trainer's "N training tracks, M validation tracks" line.
+fn validation_tracks(message: &str) -> Option<usize> {
+    let (_, rest) = message.split_once("training tracks, ")?;
+    rest.strip_suffix(" validation tracks")?.trim().parse().ok()
+}
+
+/// A line chart of `points` (x ascending) with its min and max written at the left edge;
+/// `empty` is written in its middle while there are none.
+fn chart(ui: &mut Ui, name: &str, points: &[[f64; 2]], color: Color32, height: f32, empty: &str) {
     let (rect, response) =
         ui.allocate_exact_size(Vec2::new(ui.available_width(), height), Sense::hover());
     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, name));
@@ -401,13 +482,15 @@ fn chart(ui: &mut Ui, name: &str, points: &[[f64; 2]], color: Color32, height: f
         .filter(|p| p[0].is_finite() && p[1].is_finite())
         .collect();
     if finite.is_empty() {
-        painter.text(
-            rect.center(),
-            egui::Align2::CENTER_CENTER,
-            "no data yet",
+        // Wrapped to the chart, centred: the reason can be a sentence.
+        let galley = painter.layout(
+            empty.to_string(),
             egui::FontId::proportional(12.0),
             ui.visuals().weak_text_color(),
+            rect.width() - 24.0,
         );
+        let at = rect.center() - galley.size() / 2.0;
+        painter.galley(at, galley, ui.visuals().weak_text_color());
         return;
     }
     let (x0, x1) = (
@@ -460,4 +543,22 @@ fn chart(ui: &mut Ui, name: &str, points: &[[f64; 2]], color: Color32, height: f
         font,
         weak,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validation_song_count_is_read_from_the_trainers_line() {
+        assert_eq!(
+            validation_tracks("12 training tracks, 0 validation tracks"),
+            Some(0)
+        );
+        assert_eq!(
+            validation_tracks("12 training tracks, 3 validation tracks"),
+            Some(3)
+        );
+        assert_eq!(validation_tracks("saved /runs/x/last"), None);
+    }
 }

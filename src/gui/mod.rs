@@ -19,12 +19,14 @@ pub mod lane;
 pub mod memory_graph;
 pub mod mixer;
 pub mod models_window;
+pub mod notices;
 pub mod player;
 pub mod presets_panel;
 pub mod settings;
 pub mod spectrogram;
 pub mod time_view;
 pub mod waveform;
+pub mod weights_check;
 
 #[cfg(test)]
 mod tests;

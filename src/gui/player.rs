@@ -177,7 +177,7 @@ impl Player {
                 status: format!("Output: {name}"),
                 ..Self::disabled("")
             },
-            Err(e) => Self::disabled(&format!("Playback disabled: {e}")),
+            Err(e) => Self::disabled(&e),
         }
     }
 
@@ -280,18 +280,21 @@ impl Player {
     }
 }
 
+/// Why Play is off on a machine without sound output.
+pub const NO_OUTPUT: &str =
+    "No sound output device found, so playback is off (separating and exporting still work).";
+
 fn open_stream() -> Result<(Link, String), String> {
     let host = cpal::default_host();
-    let device = host
-        .default_output_device()
-        .ok_or("no audio output device found")?;
+    // No device, or one that cannot say how it plays (ALSA's "default" on a machine without
+    // a sound card): both are "no sound output" to the user.
+    let no_device = || NO_OUTPUT.to_string();
+    let device = host.default_output_device().ok_or_else(no_device)?;
     let name = device
         .description()
         .map(|d| d.name().to_string())
         .unwrap_or_else(|_| "default output".into());
-    let supported = device
-        .default_output_config()
-        .map_err(|e| format!("no usable audio output ({e})"))?;
+    let supported = device.default_output_config().map_err(|_| no_device())?;
     let config = supported.config();
     let (to_audio, from_gui) = sync_channel::<ToAudio>(64);
     let (to_gui, from_audio) = sync_channel::<FromAudio>(256);
@@ -312,11 +315,14 @@ fn open_stream() -> Result<(Link, String), String> {
         cpal::SampleFormat::I16 => build::<i16>(&device, config, mixer),
         cpal::SampleFormat::I32 => build::<i32>(&device, config, mixer),
         cpal::SampleFormat::U16 => build::<u16>(&device, config, mixer),
-        other => Err(format!("unsupported output sample format {other:?}")),
+        other => Err(format!(
+            "Playback is off: the sound output wants samples as {other:?}, which locosep cannot \
+             write."
+        )),
     }?;
     stream
         .play()
-        .map_err(|e| format!("cannot start the output stream ({e})"))?;
+        .map_err(|e| format!("Playback is off: the sound output would not start ({e})."))?;
     Ok((
         Link {
             tx: to_audio,
@@ -340,7 +346,7 @@ fn build<T: SizedSample + FromSample<f32> + 'static>(
             |_err| {},
             None,
         )
-        .map_err(|e| format!("cannot open the output stream ({e})"))
+        .map_err(|e| format!("Playback is off: the sound output would not open ({e})."))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use eframe::egui;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use egui::{Color32, RichText, Ui};
 
@@ -48,6 +49,9 @@ pub struct PresetsPanel {
     /// Devices the engine reported.
     pub devices: Vec<DeviceInfo>,
     memo: RefCell<HashMap<(String, usize, usize, bool), u64>>,
+    /// Imported configs, read once per path (the list is drawn every frame; a file that cannot
+    /// be read stays `None` until the app restarts).
+    configs: RefCell<HashMap<PathBuf, Option<ModelConfig>>>,
 }
 
 impl Default for PresetsPanel {
@@ -73,6 +77,7 @@ impl PresetsPanel {
             bundled,
             devices: Vec::new(),
             memo: RefCell::new(HashMap::new()),
+            configs: RefCell::new(HashMap::new()),
         }
     }
 
@@ -109,12 +114,26 @@ impl PresetsPanel {
             rows.push(ModelRow {
                 label: choice.label(),
                 description: format!("{} + {}", config.display(), checkpoint.display()),
-                config: ModelConfig::from_file(config).ok(),
+                config: self.config_file(config),
                 choice: Some(choice),
                 preset: None,
             });
         }
         rows
+    }
+
+    /// The built-in presets' names, in list order.
+    pub fn names(&self) -> Vec<String> {
+        self.presets.iter().map(|(n, _, _)| n.clone()).collect()
+    }
+
+    /// The config in `path`, read on first use and kept.
+    fn config_file(&self, path: &Path) -> Option<ModelConfig> {
+        self.configs
+            .borrow_mut()
+            .entry(path.to_path_buf())
+            .or_insert_with(|| ModelConfig::from_file(path).ok())
+            .clone()
     }
 
     /// The config of a choice, when known.
@@ -288,5 +307,33 @@ pub fn human(n: usize) -> String {
         format!("{:.2} M", n as f64 / 1e6)
     } else {
         format!("{:.1} k", n as f64 / 1e3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list is drawn every frame: an imported config is read once, not per frame.
+    #[test]
+    fn imported_configs_are_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tflocoformer/mss-tiny/config.json");
+        let config = dir.path().join("config.json");
+        std::fs::copy(&fixture, &config).unwrap();
+        let mut settings = Settings::default();
+        settings
+            .custom
+            .push((config.clone(), dir.path().join("weights.safetensors")));
+        let panel = PresetsPanel::new();
+        let custom = |p: &PresetsPanel| p.rows(&settings).pop().and_then(|r| r.config);
+        assert!(custom(&panel).is_some());
+        std::fs::remove_file(&config).unwrap();
+        assert!(custom(&panel).is_some(), "read again from disk");
+        assert_eq!(
+            panel.names().first().map(String::as_str),
+            builtin_presets().first().map(|p| p.name.as_str())
+        );
     }
 }

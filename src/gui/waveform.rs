@@ -1,5 +1,6 @@
 //! Waveform overview: min/max peaks per pixel, a time ruler, the playhead, click to seek, drag
-//! to select a loop region, scroll to zoom and pan.
+//! to select a loop region, Ctrl+wheel to zoom and Shift+wheel to pan (the plain wheel scrolls
+//! the lane list).
 
 use eframe::egui;
 use egui::{Color32, Pos2, Rect, Sense, Stroke, Ui, Vec2};
@@ -147,7 +148,10 @@ pub fn show(
     // Interactions.
     let mut action = None;
     if response.hovered() {
-        let scroll = ui.input(|i| i.smooth_scroll_delta);
+        // The plain wheel is left to the lane list (it scrolls the lanes); Ctrl+wheel (egui's
+        // zoom modifier, also a pinch) zooms time around the pointer; Shift+wheel (egui turns it
+        // into horizontal scrolling, as does a sideways trackpad swipe) pans.
+        let pan = ui.input(|i| i.smooth_scroll_delta.x);
         let zoom = ui.input(|i| i.zoom_delta());
         let anchor = response
             .hover_pos()
@@ -156,11 +160,8 @@ pub fn show(
         if zoom != 1.0 {
             v.zoom(1.0 / f64::from(zoom), anchor);
         }
-        if scroll.y != 0.0 {
-            v.zoom((-f64::from(scroll.y) / 200.0).exp(), anchor);
-        }
-        if scroll.x != 0.0 {
-            v.pan(-f64::from(scroll.x) / f64::from(rect.width().max(1.0)) * v.span);
+        if pan != 0.0 {
+            v.pan(-f64::from(pan) / f64::from(rect.width().max(1.0)) * v.span);
         }
         if v != *view {
             action = Some(WaveAction::View(v));

@@ -31,7 +31,9 @@ pub struct MemoryTrace {
     pub peak_in_use: Option<u64>,
     /// Largest `reserved` seen.
     pub peak_reserved: Option<u64>,
-    /// Peak resident set of the process (kernel's high-water mark, `VmHWM`).
+    /// Peak resident set of the process while this sampler ran: the kernel's high-water mark
+    /// (`VmHWM`, reset when sampling starts), or where it cannot be reset the largest sampled
+    /// resident set — never the peak of an earlier job.
     pub peak_rss: Option<u64>,
 }
 
@@ -51,9 +53,10 @@ pub fn process_rss() -> (Option<u64>, Option<u64>) {
 }
 
 /// Resets the kernel's RSS high-water mark (Linux ≥ 4.0), so a later `VmHWM` is the peak of
-/// what follows. Silently does nothing elsewhere.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// what follows. Returns whether it was reset (elsewhere, or without the right, nothing
+/// happens).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Takes one reading now.
@@ -75,19 +78,23 @@ pub struct MemorySampler {
 
 impl MemorySampler {
     /// Starts sampling `device` every `interval`; each sample is also sent on `live` (for a GUI
-    /// graph or a CLI line) when given.
+    /// graph or a CLI line) when given. The peaks of the trace are this run's own: the process's
+    /// high-water mark is reset now.
     pub fn start(device: Device, interval: Duration, live: Option<Sender<MemorySample>>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let hwm_reset = reset_peak_rss();
         let handle = std::thread::Builder::new()
             .name("locosep-memory".into())
             .spawn(move || {
                 let t0 = Instant::now();
                 let mut trace = MemoryTrace::default();
+                let mut sampled_rss = None;
                 loop {
                     let s = sample(&device, t0.elapsed().as_secs_f64());
                     trace.peak_in_use = trace.peak_in_use.max(s.in_use);
                     trace.peak_reserved = trace.peak_reserved.max(s.reserved);
+                    sampled_rss = sampled_rss.max(s.rss);
                     if let Some(tx) = &live {
                         let _ = tx.send(s);
                     }
@@ -97,7 +104,15 @@ impl MemorySampler {
                     }
                     std::thread::sleep(interval);
                 }
-                trace.peak_rss = process_rss().1;
+                // Another sampler starting meanwhile resets the mark too (lowering it), so the
+                // sampled maximum is kept as a floor.
+                let (rss, hwm) = process_rss();
+                let sampled_rss = sampled_rss.max(rss);
+                trace.peak_rss = if hwm_reset {
+                    hwm.max(sampled_rss)
+                } else {
+                    sampled_rss
+                };
                 trace
             })
             .ok();
@@ -116,5 +131,37 @@ impl MemorySampler {
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second run reports its own peak, not the larger one of the run before (what showed
+    /// 2.04 GiB for every Compare run after a fine-tune).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn each_run_reports_its_own_peak() {
+        const BIG: usize = 1 << 30;
+        let device = Device::flex();
+        let first = MemorySampler::start(device.clone(), Duration::from_millis(20), None);
+        // Written, so every page is resident; freed (unmapped) before the second run.
+        let big = std::hint::black_box(vec![1u8; BIG]);
+        std::thread::sleep(Duration::from_millis(100));
+        drop(big);
+        let a = first.stop().peak_rss.expect("resident set on Linux");
+        let second = MemorySampler::start(device, Duration::from_millis(20), None);
+        std::thread::sleep(Duration::from_millis(100));
+        let b = second.stop().peak_rss.expect("resident set on Linux");
+        eprintln!("peak of the first run {a} B, of the second {b} B");
+        assert!(
+            a >= BIG as u64,
+            "first peak {a} misses the {BIG}-byte buffer"
+        );
+        assert!(
+            b + (BIG as u64) / 2 < a,
+            "second peak {b} is not its own (first {a})"
+        );
     }
 }

@@ -695,3 +695,5 @@ fn get_models_is_in_the_file_menu() {
     h.run();
     h.get_by_label_contains("demo model is trained on synthetic songs");
 }
+
+mod first_use;
