@@ -8,7 +8,7 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / m
 }
 fn v<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().to_vec().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 fn main() {
     let cpu = Device::flex();

@@ -37,10 +37,22 @@ pub struct FineTuneForm {
     /// Train with the plain (scale-dependent) SDR loss instead of the seed's SI-SDR, so the
     /// model's output level is trained too (what the bundled demo model needed).
     pub sdr_loss: bool,
+    /// Where to train: auto (a hardware GPU when there is one), GPU (any adapter, software
+    /// ones included) or CPU.
+    pub device: crate::engine::DeviceChoice,
     /// Start even when the output folder holds other files (they are replaced). Never kept
     /// across restarts: each such start is asked for.
     #[serde(skip)]
     pub overwrite: bool,
+}
+
+/// The name of a training device in the form.
+fn device_label(d: crate::engine::DeviceChoice) -> &'static str {
+    match d {
+        crate::engine::DeviceChoice::Auto => "auto (GPU if present)",
+        crate::engine::DeviceChoice::Gpu => "GPU",
+        crate::engine::DeviceChoice::Cpu => "CPU",
+    }
 }
 
 /// The output folder earlier versions suggested, relative to wherever the app was started
@@ -68,6 +80,7 @@ impl Default for FineTuneForm {
             segment: 1.0,
             every: 50,
             sdr_loss: true,
+            device: crate::engine::DeviceChoice::Auto,
             overwrite: false,
         }
     }
@@ -332,6 +345,25 @@ impl FineTunePanel {
                     ui.checkbox(&mut f.sdr_loss, "SDR (trains the output level)")
                         .on_hover_text(
                             "Off: the seed's SI-SDR loss, which ignores the output level",
+                        );
+                    ui.end_row();
+                    let l = ui.label("Device");
+                    egui::ComboBox::from_id_salt("finetune_device")
+                        .selected_text(device_label(f.device))
+                        .show_ui(ui, |ui| {
+                            for d in [
+                                crate::engine::DeviceChoice::Auto,
+                                crate::engine::DeviceChoice::Gpu,
+                                crate::engine::DeviceChoice::Cpu,
+                            ] {
+                                ui.selectable_value(&mut f.device, d, device_label(d));
+                            }
+                        })
+                        .response
+                        .labelled_by(l.id)
+                        .on_hover_text(
+                            "Validation runs on the same device. Auto takes a hardware GPU \
+                             when wgpu finds one, else the CPU.",
                         );
                     ui.end_row();
                     ui.label("Overwrite");

@@ -58,6 +58,7 @@ impl LocosepApp {
                     valid_every: f.every,
                     save_every: f.every,
                     overwrite: f.overwrite && !resume,
+                    device: f.device,
                     loss: if f.sdr_loss {
                         crate::train::loss::LossConfig {
                             si_sdr_weight: 0.0,
