@@ -1,5 +1,6 @@
 //! burn-wgpu 0.22 conv weight gradients vs flex at model sizes (one call each):
-//! `cargo build --profile test --example convgrad`, then run `target/debug/examples/convgrad`.
+//! `cargo build --profile test --example convgrad`, then run `target/debug/examples/convgrad`;
+//! `convgrad C_IN C_OUT F T…` scans one 3×3 Conv2d per T instead.
 use burn::tensor::module::{conv_transpose2d, conv1d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Distribution, Tensor};
@@ -13,6 +14,9 @@ fn v<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 fn main() {
     let cpu = Device::flex();
     let gpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    if std::env::args().len() > 1 {
+        return scan(&cpu, &gpu);
+    }
     for (b, t, f) in [
         (8usize, 261usize, 129usize),
         (8, 130, 129),
@@ -90,6 +94,44 @@ fn main() {
             n * l,
             rel(&res[0].0, &res[1].0),
             rel(&res[0].1, &res[1].1)
+        );
+    }
+}
+
+/// `convgrad C_IN C_OUT F T…`: one 3×3 Conv2d per T (batch 1), its weight-gradient error.
+fn scan(cpu: &Device, gpu: &Device) {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let (cin, cout, f) = (args[0], args[1], args[2]);
+    for &t in &args[3..] {
+        let b = 1;
+        let x = Tensor::<4>::random([b, cin, t, f], Distribution::Normal(0.0, 1.0), cpu);
+        let w = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 0.3), cpu);
+        let r = Tensor::<4>::random([b, cout, t, f], Distribution::Normal(0.0, 1.0), cpu);
+        let mut res = vec![];
+        for dev in [cpu.clone().autodiff(), gpu.clone().autodiff()] {
+            let xs = Tensor::<4>::from_data(x.clone().into_data(), &dev);
+            let ws = Tensor::<4>::from_data(w.clone().into_data(), &dev).require_grad();
+            let rs = Tensor::<4>::from_data(r.clone().into_data(), &dev);
+            let y = conv2d(
+                xs,
+                ws.clone(),
+                None,
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            );
+            let g = (y * rs).sum().backward();
+            res.push(v(ws.grad(&g).unwrap()));
+        }
+        let e = rel(&res[0], &res[1]);
+        println!(
+            "cin {cin} cout {cout} f {f} t {t}: K {} = 2^{} odd {} err {:.1e} {}",
+            t * f,
+            (t * f).trailing_zeros(),
+            (t * f) >> (t * f).trailing_zeros(),
+            e,
+            if e > 1e-4 { "BAD" } else { "" }
         );
     }
 }

@@ -14,28 +14,17 @@ use locosep::audio::{AudioBuffer, SampleFormat, write_audio};
 use locosep::model::config::ModelConfig;
 use locosep::model::loader::{from_state_dict, to_state_dict};
 use locosep::model::state_dict::load_state_dict;
-use locosep::synth::musdb::{SynthOptions, synth_dataset};
 use locosep::train::dataset::scan;
 use locosep::train::trainer::{TrainConfig, TrainEvent, TrainState, train};
 
 mod common;
 
-/// A model small enough for a test: one layer, 8 channels, 256-point STFT.
 fn tiny_config() -> ModelConfig {
-    let audio =
-        "sample_rate = 44100\nsegment_seconds = 0.5\naudio_channels = 1\ninput_norm = \"none\"";
-    ModelConfig::from_toml_str(&common::tiny_model_toml(256, 128, audio), "tiny")
-        .expect("tiny config")
+    common::tiny_train_model()
 }
 
-/// Two procedural songs of 3 s.
 fn songs(dir: &Path) {
-    let mut opts = SynthOptions::new(dir);
-    opts.tracks = 2;
-    opts.seconds = 3.0;
-    opts.seed = 31;
-    opts.threads = 2;
-    synth_dataset(&opts, &|_, _| {}).expect("rendering songs");
+    common::two_songs(dir)
 }
 
 fn run(cfg: &TrainConfig, resume: bool) -> TrainState {

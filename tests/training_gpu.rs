@@ -10,7 +10,6 @@ use burn::tensor::Device;
 use locosep::engine::device::{DeviceChoice, resolve};
 use locosep::model::config::ModelConfig;
 use locosep::model::loader::{from_state_dict, init_state_dict};
-use locosep::synth::musdb::{SynthOptions, synth_dataset};
 use locosep::train::dataset::Example;
 use locosep::train::loss::LossConfig;
 use locosep::train::step::{StepKit, compare_gradients, named_gradients};
@@ -20,12 +19,8 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 
-/// One layer, 8 channels, 256-point STFT (F = 129), mono.
 fn tiny_config() -> ModelConfig {
-    let audio =
-        "sample_rate = 44100\nsegment_seconds = 0.5\naudio_channels = 1\ninput_norm = \"none\"";
-    ModelConfig::from_toml_str(&common::tiny_model_toml(256, 128, audio), "tiny")
-        .expect("tiny config")
+    common::tiny_train_model()
 }
 
 /// `count` stereo examples of `n` samples: each stem a different mix of tones and noise.
@@ -108,14 +103,8 @@ fn gradients_on_wgpu_equal_flex_past_the_reduction_limit() {
     assert!(cmp.max_relative <= 1e-4, "{cmp:?}");
 }
 
-/// Two procedural songs of 3 s.
 fn songs(dir: &Path) {
-    let mut opts = SynthOptions::new(dir);
-    opts.tracks = 2;
-    opts.seconds = 3.0;
-    opts.seed = 31;
-    opts.threads = 2;
-    synth_dataset(&opts, &|_, _| {}).expect("rendering songs");
+    common::two_songs(dir)
 }
 
 fn run(cfg: &TrainConfig, resume: bool, log: &mut Vec<String>) -> TrainState {

@@ -5,7 +5,7 @@
 //! about 2¹⁷ output positions (B·H·W; measured on lavapipe with `examples/convgrad.rs`: a
 //! Conv2d weight gradient off by 17 % at 134 160 positions and by 69 % at 269 352, a Conv1d one
 //! by 18 % at 269 352, all exact up to 66 048), while its forward and input gradient stay exact.
-//! The size where it breaks depends on the channels (`examples/convgrad4.rs` scans it), so on
+//! The size where it breaks depends on the channels (`examples/convgrad.rs C_IN C_OUT F T…` scans it), so on
 //! an autodiff device the FFN's 1-D convolutions run over batch pieces of at most
 //! [`POSITIONS`] output positions (autodiff adds the pieces' weight gradients) and the 3×3
 //! encoder/decoder convolutions run as nine matrix products, one per tap. Inference devices

@@ -124,3 +124,21 @@ pub fn assert_resume_is_exact(
         );
     }
 }
+
+/// The tiny mono model of the training tests: one layer, 8 channels, 256-point STFT (F = 129).
+pub fn tiny_train_model() -> locosep::model::config::ModelConfig {
+    let audio =
+        "sample_rate = 44100\nsegment_seconds = 0.5\naudio_channels = 1\ninput_norm = \"none\"";
+    locosep::model::config::ModelConfig::from_toml_str(&tiny_model_toml(256, 128, audio), "tiny")
+        .expect("tiny config")
+}
+
+/// Two procedural songs of 3 s in `dir` (MUSDB18-HQ layout), seeded.
+pub fn two_songs(dir: &std::path::Path) {
+    let mut opts = locosep::synth::musdb::SynthOptions::new(dir);
+    opts.tracks = 2;
+    opts.seconds = 3.0;
+    opts.seed = 31;
+    opts.threads = 2;
+    locosep::synth::musdb::synth_dataset(&opts, &|_, _| {}).expect("rendering songs");
+}
