@@ -18,6 +18,7 @@ use crate::model::state_dict::{StateDict, load_state_dict};
 
 mod bench;
 pub mod bench_memory;
+pub mod export;
 mod model_check;
 pub mod models;
 mod plan;
@@ -60,6 +61,9 @@ pub enum Command {
     Eval(train::EvalArgs),
     /// List, download, import or remove models (the catalog of published checkpoints).
     Models(models::ModelsArgs),
+    /// Write a model's weights as a PyTorch checkpoint (the fork's or ESPnet's layout) or as
+    /// safetensors, for continuing a run in the reference trainers.
+    Export(export::ExportArgs),
 }
 
 /// Which model to load.
@@ -540,6 +544,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(a)) => train::run_train(a),
         Some(Command::Eval(a)) => train::run_eval(a),
         Some(Command::Models(a)) => models::run(a),
+        Some(Command::Export(a)) => export::run(a),
         None => crate::gui::run(cli.path, cli.screenshot).map_err(anyhow::Error::msg),
     }
 }

@@ -142,3 +142,17 @@ pub fn two_songs(dir: &std::path::Path) {
     opts.threads = 2;
     locosep::synth::musdb::synth_dataset(&opts, &|_, _| {}).expect("rendering songs");
 }
+
+/// A 1 s stereo 44.1 kHz WAV of two tones in `dir` (`song.wav`), for quick separations.
+pub fn fixture_song(dir: &std::path::Path) -> std::path::PathBuf {
+    use locosep::audio::{AudioBuffer, SampleFormat, write_audio};
+    let tone = |f: f32| -> Vec<f32> {
+        (0..44100)
+            .map(|i| 0.2 * (std::f32::consts::TAU * f * i as f32 / 44100.0).sin())
+            .collect()
+    };
+    let buf = AudioBuffer::new(44100, vec![tone(220.0), tone(330.0)]).expect("buffer");
+    let path = dir.join("song.wav");
+    write_audio(&path, &buf, SampleFormat::Wav16, false).expect("writing song.wav");
+    path
+}

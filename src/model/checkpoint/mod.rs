@@ -20,7 +20,8 @@
 //! meant to be shown to end users as they are.
 //!
 //! Layers, leaves first (no cycles): [`error`] and [`tensor`] → [`pickle`] → [`pth`];
-//! [`tensor`] → [`safetensors`]; [`pickle`] → [`state_dict`]; this module on top.
+//! [`tensor`] → [`safetensors`]; [`pickle`] → [`state_dict`]; [`tensor`] → [`pth_write`] (the
+//! writer, which only emits tensors and plain containers); this module on top.
 
 use std::fs;
 use std::io::Read;
@@ -29,6 +30,7 @@ use std::path::Path;
 pub mod error;
 pub mod pickle;
 pub mod pth;
+pub mod pth_write;
 pub mod safetensors;
 pub mod state_dict;
 pub mod tensor;
@@ -36,6 +38,7 @@ pub mod tensor;
 mod test_pickles;
 
 pub use error::CheckpointError;
+pub use pth_write::{PthLayout, encode_pth, write_pth};
 pub use safetensors::{read_safetensors, safetensors_from_bytes, write_safetensors};
 pub use state_dict::state_dict_from_value;
 pub use tensor::{DType, StateDict, StorageRef, TensorF32, TensorRef};
@@ -189,4 +192,68 @@ mod tests {
         fs::write(&empty, b"").unwrap();
         assert!(load_state_dict(&empty).is_err());
     }
+}
+
+/// Writes `bytes` to `path` atomically: first to `.<name>.<pid>.locosep-tmp` in the same
+/// folder, flushed, then moved into place, so readers never see a half-written file. An
+/// existing file is replaced only when `overwrite` is true; otherwise
+/// [`CheckpointError::AlreadyExists`] and nothing changes (also when the file appears while
+/// writing: the final step is a hard link, which fails if the name is taken). The temporary
+/// file is removed on every failure.
+pub fn write_file_atomic(
+    path: &Path,
+    bytes: &[u8],
+    overwrite: bool,
+) -> Result<(), CheckpointError> {
+    use std::io::Write as _;
+    use std::path::PathBuf;
+    let name = display(path);
+    if !overwrite && fs::symlink_metadata(path).is_ok() {
+        return Err(CheckpointError::AlreadyExists { path: name });
+    }
+    let encoded = bytes;
+    let file_name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let dir: PathBuf = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{file_name}.{}.locosep-tmp", std::process::id()));
+    let write_err = |source| CheckpointError::Write {
+        path: name.clone(),
+        source,
+    };
+    let result = (|| -> Result<(), CheckpointError> {
+        let mut f = fs::File::create(&tmp).map_err(write_err)?;
+        f.write_all(&encoded).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
+        drop(f);
+        if overwrite {
+            fs::rename(&tmp, path).map_err(write_err)?;
+        } else {
+            // hard_link fails atomically if the destination appeared meanwhile.
+            match fs::hard_link(&tmp, path) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&tmp);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(CheckpointError::AlreadyExists { path: name.clone() });
+                }
+                Err(_) => {
+                    // File systems without hard links: best-effort check, then rename.
+                    if fs::symlink_metadata(path).is_ok() {
+                        return Err(CheckpointError::AlreadyExists { path: name.clone() });
+                    }
+                    fs::rename(&tmp, path).map_err(write_err)?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use super::tensor::{StateDict, TensorF32, bf16_to_f32, f16_to_f32};
 use super::{CheckpointError, display};
@@ -199,50 +199,7 @@ pub fn write_safetensors(
         })?;
     drop(views);
 
-    let file_name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let dir: PathBuf = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(".{file_name}.{}.locosep-tmp", std::process::id()));
-    let write_err = |source| CheckpointError::Write {
-        path: name.clone(),
-        source,
-    };
-    let result = (|| -> Result<(), CheckpointError> {
-        let mut f = fs::File::create(&tmp).map_err(write_err)?;
-        f.write_all(&encoded).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
-        drop(f);
-        if overwrite {
-            fs::rename(&tmp, path).map_err(write_err)?;
-        } else {
-            // hard_link fails atomically if the destination appeared meanwhile.
-            match fs::hard_link(&tmp, path) {
-                Ok(()) => {
-                    let _ = fs::remove_file(&tmp);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(CheckpointError::AlreadyExists { path: name.clone() });
-                }
-                Err(_) => {
-                    // File systems without hard links: best-effort check, then rename.
-                    if fs::symlink_metadata(path).is_ok() {
-                        return Err(CheckpointError::AlreadyExists { path: name.clone() });
-                    }
-                    fs::rename(&tmp, path).map_err(write_err)?;
-                }
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    super::write_file_atomic(path, &encoded, overwrite)
 }
 
 #[cfg(test)]
