@@ -378,3 +378,29 @@ fn sigkill_never_leaves_partial_or_damaged_files() {
         .collect();
     assert!(temps.is_empty(), "leftover temp files: {temps:?}");
 }
+
+/// `bench train` runs timed training steps on the CPU and reports step time, throughput and
+/// peak memory; an unknown benchmark is named in the error.
+#[test]
+fn bench_train_reports_step_time_and_memory() {
+    let o = common::run(common::bin().args([
+        "bench",
+        "train",
+        "--preset",
+        "demo",
+        "--seconds",
+        "0.1",
+        "--device",
+        "cpu",
+        "--repeat",
+        "3",
+    ]));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for line in ["step time", "mean of 3", "throughput", "peak RSS"] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    let o = common::run(common::bin().args(["bench", "trian"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("`trian`") && err.contains("bench train"));
+}

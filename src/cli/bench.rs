@@ -27,6 +27,7 @@ pub struct BenchArgs {
     /// `attention`: the fused-attention table (ours vs plain ops vs burn's built-in, forward
     /// and forward+backward, per preset's frequency-path shape) instead of a whole forward.
     /// `memory`: the planner's predicted peak against the wgpu allocator's measured peak.
+    /// `train`: training steps (forward, loss, backward, AdamW) of `--seconds` segments.
     pub what: Option<String>,
     /// With `memory`: only the cases whose label contains this text (e.g. `train`).
     #[arg(long)]
@@ -86,8 +87,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             crate::kernels::attention::bench::print_table(&rows);
             return Ok(());
         }
+        Some("train") => {}
         Some(other) => anyhow::bail!(
-            "unknown benchmark `{other}`; use `locosep bench`, `locosep bench attention` or `locosep bench memory`"
+            "unknown benchmark `{other}`; use `locosep bench`, `locosep bench train`, \
+             `locosep bench attention` or `locosep bench memory`"
         ),
     }
     let cfg = preset(&a.preset)?.config;
@@ -98,6 +101,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
              and {MAX_BENCH_SECONDS} s",
             crate::model::config::fmt_number(a.seconds)
         );
+    }
+    if a.what.as_deref() == Some("train") {
+        return super::bench_train::run(&a, &cfg);
     }
     let device = resolve(a.device)?;
     let sd = init_state_dict(&cfg, 0);

@@ -18,6 +18,7 @@ use crate::model::state_dict::{StateDict, load_state_dict};
 
 mod bench;
 pub mod bench_memory;
+mod bench_train;
 pub mod export;
 mod model_check;
 pub mod models;
