@@ -156,3 +156,48 @@ fn gpu_training_lowers_the_loss_and_resumes_exactly() {
     let resumed = run(&two, true, &mut log);
     common::assert_resume_is_exact(&straight, &resumed);
 }
+
+/// 50 training steps (forward, loss, backward, AdamW) on wgpu: the allocator's in-use and
+/// reserved bytes, read after each step, do not grow after the first steps (burn has open
+/// reports of growth on wgpu; none here).
+#[test]
+fn gpu_training_memory_stays_flat_over_50_steps() {
+    use burn::optim::AdamWConfig;
+    let gpu = resolve(DeviceChoice::Gpu).expect("wgpu adapter").device;
+    let audio =
+        "sample_rate = 44100\nsegment_seconds = 0.5\naudio_channels = 1\ninput_norm = \"none\"";
+    let cfg = ModelConfig::from_toml_str(&common::tiny_model_toml(64, 32, audio), "tiny64")
+        .expect("config");
+    let device = gpu.clone().autodiff();
+    let mut model = from_state_dict(&cfg, &init_state_dict(&cfg, 3), &device).unwrap();
+    let kit = StepKit::new(&cfg, LossConfig::default(), None, &device).unwrap();
+    let mut optim = AdamWConfig::new().init();
+    let ex = examples(1, 4410, 9);
+    let (mut in_use, mut reserved) = (vec![], vec![]);
+    for _ in 0..50 {
+        let (x, y, n) = kit.batch(&ex, &cfg, &device).unwrap();
+        let step = kit.gradients(&model, x, y, n);
+        model = optim.step(1e-3, model, step.grads);
+        let _ = step.loss.into_data();
+        gpu.sync().ok();
+        let s = locosep::memory::sampler::sample(&gpu, 0.0);
+        in_use.push(s.in_use.expect("wgpu reports allocator usage"));
+        reserved.push(s.reserved.expect("wgpu reports allocator usage"));
+    }
+    let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+    let (early_in, late_in) = (max(&in_use[5..10]), max(&in_use[40..]));
+    let (early_res, late_res) = (max(&reserved[5..10]), max(&reserved[40..]));
+    eprintln!(
+        "allocator after steps 5–10 / 40–50: in use {early_in} / {late_in} B, reserved \
+         {early_res} / {late_res} B"
+    );
+    let slack = |b: u64| b + b / 20 + (1 << 20);
+    assert!(
+        late_in <= slack(early_in),
+        "in-use grew from {early_in} to {late_in} bytes: {in_use:?}"
+    );
+    assert!(
+        late_res <= slack(early_res),
+        "reserved grew from {early_res} to {late_res} bytes: {reserved:?}"
+    );
+}
