@@ -452,20 +452,12 @@ fn separate_one(
         },
     )?;
     pb.finish_and_clear();
-    if report.nonfinite_samples > 0 {
-        eprintln!(
-            "warning: {}: {} sample(s) were not finite numbers (NaN or infinity) and were \
-             separated as silence (0)",
-            file.display(),
-            report.nonfinite_samples
-        );
-    }
-    if report.skipped_packets > 0 {
-        eprintln!(
-            "warning: {}: {} damaged packet(s) could not be decoded and were skipped",
-            file.display(),
-            report.skipped_packets
-        );
+    for w in crate::audio::decode::decode_warnings(
+        file,
+        report.skipped_packets,
+        report.nonfinite_samples,
+    ) {
+        eprintln!("{w}");
     }
     let elapsed = t0.elapsed().as_secs_f64();
     // The process's resident high-water mark so far (Linux), in the summary line.

@@ -162,6 +162,9 @@ pub enum EngineEvent {
         path: PathBuf,
         /// Decoded audio.
         audio: Arc<AudioBuffer>,
+        /// What the user should know about the decode (non-finite samples zeroed, damaged
+        /// packets skipped); empty for a clean file.
+        warnings: Vec<String>,
     },
     /// A `LoadSong` failed; `error` is written for the user.
     LoadFailed {

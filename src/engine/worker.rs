@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::audio::AudioBuffer;
-use crate::audio::decode::{DecodeOptions, decode_file};
+use crate::audio::decode::{DecodeOptions, decode_file, decode_file_with_stats, decode_warnings};
 use crate::engine::EngineError;
 use crate::engine::device::{DeviceChoice, resolve, wgpu_adapters};
 use crate::engine::export::{ExportOptions, track_name};
@@ -219,7 +219,7 @@ fn run_inbox(
 }
 
 fn decode_job(job: JobId, path: &Path, out: &Outbox) {
-    let result = decode_file(
+    let result = decode_file_with_stats(
         path,
         &DecodeOptions {
             downmix: true,
@@ -227,10 +227,11 @@ fn decode_job(job: JobId, path: &Path, out: &Outbox) {
         },
     );
     out.send(match result {
-        Ok(audio) => EngineEvent::SongLoaded {
+        Ok((audio, stats)) => EngineEvent::SongLoaded {
             job,
             path: path.to_path_buf(),
             audio: Arc::new(audio),
+            warnings: decode_warnings(path, stats.skipped_packets, stats.nonfinite_samples),
         },
         Err(e) => EngineEvent::LoadFailed {
             job,

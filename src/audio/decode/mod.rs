@@ -128,6 +128,26 @@ pub struct DecodeStats {
     pub nonfinite_samples: u64,
 }
 
+/// What a user should be told about a file that decoded with repairs: non-finite samples
+/// replaced by 0, damaged packets skipped (one line each, naming the file; none when clean).
+pub fn decode_warnings(file: &Path, skipped_packets: u64, nonfinite_samples: u64) -> Vec<String> {
+    let mut w = vec![];
+    if nonfinite_samples > 0 {
+        w.push(format!(
+            "warning: {}: {nonfinite_samples} sample(s) were not finite numbers (NaN or infinity) \
+             and were separated as silence (0)",
+            file.display()
+        ));
+    }
+    if skipped_packets > 0 {
+        w.push(format!(
+            "warning: {}: {skipped_packets} damaged packet(s) could not be decoded and were skipped",
+            file.display()
+        ));
+    }
+    w
+}
+
 /// Decodes a whole audio file into a planar `f32` buffer, keeping every channel (mono stays mono,
 /// stereo stays stereo). See the module documentation for the error and gapless policies.
 pub fn decode_file(path: &Path, opts: &DecodeOptions) -> Result<AudioBuffer, AudioError> {

@@ -80,13 +80,22 @@ impl LocosepApp {
     pub(super) fn on_event(&mut self, ctx: &egui::Context, event: EngineEvent) {
         let main = |app: &Self, job: JobId| app.job.as_ref().is_some_and(|j| j.job == job);
         match event {
-            EngineEvent::SongLoaded { job, path, audio } => {
+            EngineEvent::SongLoaded {
+                job,
+                path,
+                audio,
+                warnings,
+            } => {
                 if let Some(stem) = self.compare.reference_jobs.remove(&job) {
                     self.compare.references.insert(stem, audio);
                 } else if self.loading.as_ref().is_some_and(|(j, _)| *j == job) {
                     self.loading = None;
                     self.errors.clear();
                     self.show_song(ctx, path, audio);
+                }
+                // Repairs of the decode (zeroed NaN samples, skipped packets) are shown either way.
+                for w in warnings {
+                    self.error(w);
                 }
             }
             EngineEvent::LoadFailed { job, path, error } => {

@@ -185,6 +185,7 @@ fn a_long_error_wraps_inside_its_panel_can_be_dismissed_and_goes_with_the_next_s
         job,
         path,
         audio: song(2.0),
+        warnings: vec![],
     });
     settle(&mut h);
     assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
@@ -224,6 +225,7 @@ fn opening_another_song_clears_the_last_songs_status() {
         job,
         path,
         audio: song(2.0),
+        warnings: vec![],
     });
     settle(&mut h);
     assert!(h.query_by_label_contains("Separated in").is_none());
@@ -404,6 +406,7 @@ fn keyboard_shortcuts_open_export_close_the_question_and_quit() {
         job,
         path,
         audio: audio.clone(),
+        warnings: vec![],
     });
     settle(&mut h);
     separated(&mut h, &fake, &audio);
@@ -497,4 +500,31 @@ fn fine_tune_defaults_to_an_absolute_folder_and_offers_overwrite() {
     h.run_ok();
     h.get_by_label_contains("4 training tracks");
     h.snapshot("issue19_finetune");
+}
+
+/// A song whose decode zeroed non-finite samples opens, and the engine's warning about it is
+/// shown (and can be dismissed) instead of being lost.
+#[test]
+fn decode_warnings_are_shown_when_a_song_opens() {
+    let (mut h, fake, _) = opened(Path::new("/music/song.wav"), AppOptions::default());
+    let f: egui::DroppedFileHandle = Arc::new(Dropped("/music/nan.wav".into()));
+    h.input_mut().dropped_files.push(f);
+    h.step();
+    let EngineCommand::LoadSong { job, path } = fake.next() else {
+        panic!("expected LoadSong")
+    };
+    let warning = "warning: /music/nan.wav: 45 sample(s) were not finite numbers (NaN or \
+                   infinity) and were separated as silence (0)";
+    fake.reply(EngineEvent::SongLoaded {
+        job,
+        path,
+        audio: song(2.0),
+        warnings: vec![warning.into()],
+    });
+    settle(&mut h);
+    assert_eq!(h.state().errors(), vec![warning.to_string()]);
+    h.get_by_label_contains("45 sample(s) were not finite");
+    h.get_by_label("dismiss").click();
+    h.run_ok();
+    assert!(h.state().errors().is_empty());
 }

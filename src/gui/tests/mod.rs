@@ -166,6 +166,7 @@ fn opened(
                 job,
                 path: p,
                 audio: audio.clone(),
+                warnings: vec![],
             });
         }
         other => panic!("expected LoadSong, got {other:?}"),
