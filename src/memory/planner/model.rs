@@ -80,7 +80,11 @@ impl PlanModel {
     }
 }
 
-/// Parameter count of the model (what a PyTorch `state_dict` holds, `rope.freqs` included).
+/// Number of trainable parameters of the model: what AdamW updates.
+///
+/// Agrees with `ModelConfig::param_count` for every config (tested for every preset). The
+/// reference's `rope.freqs` buffers are not parameters (nothing trains them); their elements
+/// are [`rope_buffer_elements`], counted apart.
 pub fn param_count(model: &PlanModel) -> usize {
     let c = model.emb_dim;
     let a = model.attention_dim;
@@ -93,8 +97,8 @@ pub fn param_count(model: &PlanModel) -> usize {
         .filter(|&&h| h > 0)
         .map(|&h| c * 2 * h * k + 2 * h + h * c * k + c + norm)
         .sum();
-    // Attention norm, qkv [3A, C], aggregate_heads [C, A], rope.freqs [d/2].
-    let path = ffns + norm + 3 * a * c + c * a + model.head_dim() / 2;
+    // Attention norm, qkv [3A, C], aggregate_heads [C, A].
+    let path = ffns + norm + 3 * a * c + c * a;
     let ac = model.audio_channels;
     let s = model.n_sources;
     let (encoder, decoder) = if model.bands.is_empty() {
@@ -116,10 +120,21 @@ pub fn param_count(model: &PlanModel) -> usize {
     encoder + model.n_layers * 2 * path + decoder
 }
 
+/// Elements of the `rope.freqs` buffers of a PyTorch `state_dict`: `[d/2]` in each of the
+/// `2 · n_layers` paths. Not parameters (see [`param_count`]).
+pub(super) fn rope_buffer_elements(model: &PlanModel) -> usize {
+    model.n_layers * 2 * (model.head_dim() / 2)
+}
+
 /// Elements the planner charges per weight-sized term (weights, and in training gradients and
-/// each AdamW moment).
+/// each AdamW moment): the parameters plus the `rope.freqs` buffers.
+///
+/// Charging the buffers in every weight-sized term over-estimates by at most `3 · n_layers · d`
+/// f32 (1.5 KiB for `balanced`): they have no gradient and no moments, and the model keeps them
+/// on the host. They stay so that every prediction is byte-identical to the figures
+/// `tests/memory.rs` was checked against; dropping them is a separate, deliberate change.
 pub(super) fn weight_elements(model: &PlanModel) -> usize {
-    param_count(model)
+    param_count(model) + rope_buffer_elements(model)
 }
 
 /// Elements of the largest single parameter tensor: usually an FFN conv1d `[2H, C, K]`.
