@@ -213,6 +213,7 @@ struct SegmentLadder {
 }
 
 impl SegmentLadder {
+    /// The ladder for `model` under `options`.
     fn new(model: &PlanModel, options: &FitOptions) -> SegmentLadder {
         let min = options
             .min_segment_samples

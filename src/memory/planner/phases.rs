@@ -1,5 +1,6 @@
-//! The phases of a whole run, one list per [`Mode`]: what is alive around each stage of each
-//! path (static memory is added by `plan`). The peak of the run is the largest phase.
+//! The phases of a whole run, one list per [`Mode`](super::Mode): what is alive around each
+//! stage of each path (static memory is added by `plan`). The peak of the run is the largest
+//! phase.
 
 use super::geometry::{Geom, Parts, Stage, stage};
 use super::model::PlanModel;

@@ -339,6 +339,7 @@ impl StftBytes {
 }
 
 impl RunShapes {
+    /// The sizes of `req` on `model`.
     fn new(model: &PlanModel, req: &PlanRequest) -> RunShapes {
         let e = req.precision.activation_bytes();
         let n = req.segment_samples as u64;
