@@ -13,8 +13,15 @@ fn predicted_peaks_match_the_allocator_within_15_percent() {
     let probe = locosep::memory::probe::install().expect("probe installed before any GPU use");
     let mut rows = Vec::new();
     let mut failures = Vec::new();
-    for case in default_cases() {
-        let row = measure_max(&case, probe, 3).expect("the case runs on the wgpu adapter");
+    let cases = default_cases();
+    // One discarded run first: the process's first GPU work also creates the allocator's
+    // pools and compiles kernels, which once made the first case read 0.82 of its prediction
+    // while every later run of it read ≈ 0.95.
+    measure_max(&cases[0], probe, 1).expect("warm-up run");
+    for case in cases {
+        // The largest of 5 dry runs: the measured peak depends on how far the device thread
+        // has got when a buffer is freed.
+        let row = measure_max(&case, probe, 5).expect("the case runs on the wgpu adapter");
         let ratio = row.ratio();
         // Checkpointed steps are over-predicted (≈ 0.8 measured/predicted): held to "never
         // more than 15 % above the prediction, at most 25 % below".

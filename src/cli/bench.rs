@@ -176,9 +176,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "real-time factor  {:.3} (time / audio duration; < 1 is faster than real time)",
         best / a.seconds
     );
+    print_memory(&trace, rss_before, "runs");
+    Ok(())
+}
+
+/// The memory lines of a benchmark: the process's RSS high-water mark during the timed `what`
+/// (and the RSS before them), and the allocator's in-use and reserved peaks where the device
+/// has an allocator.
+pub(super) fn print_memory(
+    trace: &crate::memory::sampler::MemoryTrace,
+    rss_before: u64,
+    what: &str,
+) {
     if let Some(p) = trace.peak_rss {
         println!(
-            "peak RSS          {} (process high-water mark during the timed runs; {} before)",
+            "peak RSS          {} (process high-water mark during the timed {what}; {} before)",
             mib(p),
             mib(rss_before)
         );
@@ -192,5 +204,4 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if let Some(p) = trace.peak_reserved {
         println!("device reserved   {} peak", mib(p));
     }
-    Ok(())
 }

@@ -15,10 +15,6 @@ use crate::model::loader::{from_state_dict, init_state_dict};
 use crate::train::dataset::Example;
 use crate::train::step::StepKit;
 
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-}
-
 /// One stereo example of `n` samples: four stems of different tones with a little noise.
 fn example(n: usize, rate: u32) -> Example {
     let mut seed = 7u32;
@@ -95,21 +91,6 @@ pub fn run(a: &BenchArgs, cfg: &ModelConfig) -> Result<()> {
         "throughput        {:.3} s of audio per second of training",
         a.seconds / best
     );
-    if let Some(p) = trace.peak_rss {
-        println!(
-            "peak RSS          {} (process high-water mark during the timed steps; {} before)",
-            mib(p),
-            mib(rss_before)
-        );
-    }
-    if let Some(p) = trace.peak_in_use {
-        println!(
-            "device in use     {} peak (allocator, sampled every 5 ms)",
-            mib(p)
-        );
-    }
-    if let Some(p) = trace.peak_reserved {
-        println!("device reserved   {} peak", mib(p));
-    }
+    super::bench::print_memory(&trace, rss_before, "steps");
     Ok(())
 }
