@@ -132,6 +132,28 @@ fn drop_and_fail(h: &mut Harness<'_, LocosepApp>, fake: &FakeEngine, file: &Path
     h.run_ok();
 }
 
+/// Drops `file` on the window and answers its `LoadSong` with a 2 s song and `warnings`.
+fn drop_and_open(
+    h: &mut Harness<'_, LocosepApp>,
+    fake: &FakeEngine,
+    file: &Path,
+    warnings: Vec<String>,
+) {
+    let f: egui::DroppedFileHandle = Arc::new(Dropped(file.to_path_buf()));
+    h.input_mut().dropped_files.push(f);
+    h.step();
+    let EngineCommand::LoadSong { job, path } = fake.next() else {
+        panic!("expected LoadSong")
+    };
+    fake.reply(EngineEvent::SongLoaded {
+        job,
+        path,
+        audio: song(2.0),
+        warnings,
+    });
+    settle(h);
+}
+
 const LONG_PNG_ERROR: &str = "'/home/someone/Pictures/Screenshots/Screenshot from 2026-11-30 \
     21-14-07 of the mixer.png' is not a supported audio file: no demuxer recognised the data \
     (probe failed on a PNG image header); supported: WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC, ALAC";
@@ -175,19 +197,7 @@ fn a_long_error_wraps_inside_its_panel_can_be_dismissed_and_goes_with_the_next_s
     h.get_by_label("details").click();
     h.run_ok();
     h.get_by_label_contains("wrong shape for a");
-    let f: egui::DroppedFileHandle = Arc::new(Dropped("/music/other.wav".into()));
-    h.input_mut().dropped_files.push(f);
-    h.step();
-    let EngineCommand::LoadSong { job, path } = fake.next() else {
-        panic!("expected LoadSong")
-    };
-    fake.reply(EngineEvent::SongLoaded {
-        job,
-        path,
-        audio: song(2.0),
-        warnings: vec![],
-    });
-    settle(&mut h);
+    drop_and_open(&mut h, &fake, Path::new("/music/other.wav"), vec![]);
     assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
 }
 
@@ -215,19 +225,7 @@ fn opening_another_song_clears_the_last_songs_status() {
     });
     h.run_ok();
     h.get_by_label_contains("Wrote 1 file(s)");
-    let f: egui::DroppedFileHandle = Arc::new(Dropped("/music/other.wav".into()));
-    h.input_mut().dropped_files.push(f);
-    h.step();
-    let EngineCommand::LoadSong { job, path } = fake.next() else {
-        panic!("expected LoadSong")
-    };
-    fake.reply(EngineEvent::SongLoaded {
-        job,
-        path,
-        audio: song(2.0),
-        warnings: vec![],
-    });
-    settle(&mut h);
+    drop_and_open(&mut h, &fake, Path::new("/music/other.wav"), vec![]);
     assert!(h.query_by_label_contains("Separated in").is_none());
     assert!(h.query_by_label_contains("Wrote 1 file(s)").is_none());
     assert!(h.state().stem_names().is_empty());
@@ -507,21 +505,14 @@ fn fine_tune_defaults_to_an_absolute_folder_and_offers_overwrite() {
 #[test]
 fn decode_warnings_are_shown_when_a_song_opens() {
     let (mut h, fake, _) = opened(Path::new("/music/song.wav"), AppOptions::default());
-    let f: egui::DroppedFileHandle = Arc::new(Dropped("/music/nan.wav".into()));
-    h.input_mut().dropped_files.push(f);
-    h.step();
-    let EngineCommand::LoadSong { job, path } = fake.next() else {
-        panic!("expected LoadSong")
-    };
     let warning = "warning: /music/nan.wav: 45 sample(s) were not finite numbers (NaN or \
                    infinity) and were separated as silence (0)";
-    fake.reply(EngineEvent::SongLoaded {
-        job,
-        path,
-        audio: song(2.0),
-        warnings: vec![warning.into()],
-    });
-    settle(&mut h);
+    drop_and_open(
+        &mut h,
+        &fake,
+        Path::new("/music/nan.wav"),
+        vec![warning.into()],
+    );
     assert_eq!(h.state().errors(), vec![warning.to_string()]);
     h.get_by_label_contains("45 sample(s) were not finite");
     h.get_by_label("dismiss").click();
