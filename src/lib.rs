@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod audio;
+pub mod cancel;
 pub mod catalog;
 pub mod cli;
 pub mod dsp;

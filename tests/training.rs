@@ -5,10 +5,9 @@
 //!
 //! Requires `ffmpeg` (installed by `make deps`); the `.stem.mp4` test fails without it.
 
+use locosep::cancel::CancelToken;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use locosep::audio::{AudioBuffer, SampleFormat, write_audio};
 use locosep::model::config::ModelConfig;
@@ -29,14 +28,7 @@ fn songs(dir: &Path) {
 
 fn run(cfg: &TrainConfig, resume: bool) -> TrainState {
     let mut log = |_e: TrainEvent| {};
-    train(
-        &tiny_config(),
-        cfg,
-        resume,
-        Arc::new(AtomicBool::new(false)),
-        &mut log,
-    )
-    .expect("training")
+    train(&tiny_config(), cfg, resume, CancelToken::new(), &mut log).expect("training")
 }
 
 fn train_config(data: &Path, out: &Path, steps: usize) -> TrainConfig {

@@ -2,9 +2,8 @@
 //! the loss falls, a resumed run continues exactly, and the saved checkpoint loads back as the
 //! same architecture.
 
+use locosep::cancel::CancelToken;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use locosep::model::config::{Arch, BsFlavour, ModelConfig};
 use locosep::model::loader::{from_state_dict, to_state_dict};
@@ -46,7 +45,7 @@ fn run(cfg: &TrainConfig, resume: bool) -> TrainState {
         &tiny_bs(),
         cfg,
         resume,
-        Arc::new(AtomicBool::new(false)),
+        CancelToken::new(),
         &mut |_e: TrainEvent| {},
     )
     .expect("training")

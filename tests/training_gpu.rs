@@ -2,9 +2,8 @@
 //! parameter at a shape past burn-wgpu's 2¹⁸-value reduction limit, and a short run on the GPU
 //! lowers the loss and resumes exactly.
 
+use locosep::cancel::CancelToken;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use burn::tensor::Device;
 use locosep::engine::device::{DeviceChoice, resolve};
@@ -113,14 +112,7 @@ fn run(cfg: &TrainConfig, resume: bool, log: &mut Vec<String>) -> TrainState {
             log.push(m);
         }
     };
-    train(
-        &tiny_config(),
-        cfg,
-        resume,
-        Arc::new(AtomicBool::new(false)),
-        &mut events,
-    )
-    .expect("training")
+    train(&tiny_config(), cfg, resume, CancelToken::new(), &mut events).expect("training")
 }
 
 /// `train` with `device = gpu` runs on wgpu (it says so), the loss of the last steps is below

@@ -8,10 +8,10 @@
 //! (`Store::commit`). Redirects are followed here (not by the client) so that the
 //! `X-Linked-Etag`/`X-Linked-Size` of a Hugging Face redirect are seen.
 
+use crate::cancel::CancelToken;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -103,7 +103,7 @@ pub fn download_model(
     opts: &DownloadOptions,
     verify: Verifier<'_>,
     progress: &mut dyn FnMut(&DownloadProgress),
-    cancel: &AtomicBool,
+    cancel: &CancelToken,
 ) -> Result<InstalledModel, CatalogError> {
     if entry.bundled.is_some() {
         return Err(CatalogError::Bundled(entry.name.clone()));
@@ -154,7 +154,7 @@ pub fn download_model(
         };
         files.push(got);
     }
-    if cancel.load(Ordering::SeqCst) {
+    if cancel.is_cancelled() {
         return Err(CatalogError::Cancelled);
     }
     if let Err(detail) = verify(&staging) {
@@ -208,7 +208,7 @@ fn fetch_file(
     file: &FileEntry,
     dest: &Path,
     report: &mut dyn FnMut(u64, Option<u64>, u64),
-    cancel: &AtomicBool,
+    cancel: &CancelToken,
 ) -> Result<InstalledFile, CatalogError> {
     let part = part_path(dest);
     let mut restarted = false;
@@ -317,7 +317,7 @@ fn fetch_file(
         let mut body = resp.into_body().into_reader();
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            if cancel.load(Ordering::SeqCst) {
+            if cancel.is_cancelled() {
                 out.sync_data().map_err(|e| CatalogError::io(&part, e))?;
                 return Err(CatalogError::Cancelled);
             }
@@ -574,7 +574,7 @@ mod tests {
             opts,
             &stub_verify,
             &mut |p| seen.push(p.clone()),
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         (r, seen)
     }
@@ -834,7 +834,7 @@ mod tests {
         tree(&tmp.path().join("srv"));
         let server = Server::start(&tmp.path().join("srv"));
         let store = Store::new(tmp.path().join("data"));
-        let cancel = AtomicBool::new(false);
+        let cancel = CancelToken::new();
         let r = download_model(
             &store,
             &entry(),
@@ -842,7 +842,7 @@ mod tests {
             &stub_verify,
             &mut |p| {
                 if p.file == "checkpoints/model.pth" && p.done > 0 {
-                    cancel.store(true, Ordering::SeqCst);
+                    cancel.cancel();
                 }
             },
             &cancel,
@@ -879,7 +879,7 @@ mod tests {
             &DownloadOptions::default(),
             &stub_verify,
             &mut |_| {},
-            &AtomicBool::new(false),
+            &CancelToken::new(),
         );
         assert!(matches!(r, Err(CatalogError::Bundled(_))));
     }

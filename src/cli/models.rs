@@ -1,9 +1,8 @@
 //! `locosep models`: list the catalog and the installed models, download (resumable, verified),
 //! import a folder downloaded by hand, remove.
 
+use crate::cancel::CancelToken;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -221,14 +220,15 @@ fn download(
         .iter()
         .map(|n| catalog.get(n))
         .collect::<Result<_, _>>()?;
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
         // A second Ctrl-C while stopping ends the process; part files stay for a resume.
         let _ = ctrlc::set_handler(move || {
-            if cancel.swap(true, Ordering::SeqCst) {
+            if cancel.is_cancelled() {
                 std::process::exit(130);
             }
+            cancel.cancel();
             eprintln!("\nstopping; the part downloaded so far is kept for a resume…");
         });
     }
@@ -261,7 +261,7 @@ fn download_one(
     store: &Store,
     e: &ModelEntry,
     opts: &DownloadOptions,
-    cancel: &AtomicBool,
+    cancel: &CancelToken,
 ) -> Result<(), CatalogError> {
     let mut bar: Option<(String, ProgressBar)> = None;
     let mut on_progress = |p: &DownloadProgress| {

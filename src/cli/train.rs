@@ -1,8 +1,7 @@
 //! `locosep train` and `locosep eval`.
 
+use crate::cancel::CancelToken;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -206,12 +205,12 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
             Err(e) => bail!("--budget {b}: {e}"),
         }
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancelToken::new();
     {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || {
             eprintln!("\nstopping: saving a checkpoint after this step…");
-            stop.store(true, Ordering::SeqCst);
+            stop.cancel();
         });
     }
     let pb = ProgressBar::new(a.steps as u64);

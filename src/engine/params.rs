@@ -1,8 +1,6 @@
 //! The small types a separation is described by: its parameters, progress, cancel token, the
 //! stems it returns, and what the streamed path needs to know about a song up front.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::audio::AudioBuffer;
@@ -11,24 +9,7 @@ use crate::model::config::{InputNorm, ModelConfig, fmt_number, fmt_number_f32};
 
 use super::EngineError;
 
-/// Shared cancel flag, checked between chunks.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A fresh, not-cancelled token.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Requests cancellation; the job stops before its next chunk.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// Whether cancellation was requested.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::cancel::CancelToken;
 
 /// Progress of one separation.
 #[derive(Debug, Clone, Copy, PartialEq)]

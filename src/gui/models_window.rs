@@ -5,10 +5,9 @@
 //! ([`spawn_worker`] runs the real one on a named thread; tests hold the other ends). Buttons
 //! push a [`Msg`] that is applied after the rows are drawn.
 
+use crate::cancel::CancelToken;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use eframe::egui;
@@ -23,7 +22,7 @@ pub enum ModelsRequest {
         /// Catalog name.
         name: String,
         /// Set by the window's Cancel button.
-        cancel: Arc<AtomicBool>,
+        cancel: CancelToken,
     },
     /// Remove an installed model.
     Remove {
@@ -142,7 +141,7 @@ pub struct ModelsWindow {
     pub rows: Vec<ModelRow>,
     requests: Sender<ModelsRequest>,
     events: Receiver<ModelsEvent>,
-    cancels: HashMap<String, Arc<AtomicBool>>,
+    cancels: HashMap<String, CancelToken>,
     changes: Vec<ModelChange>,
 }
 
@@ -203,10 +202,7 @@ impl ModelsWindow {
                     done,
                     total,
                 } => {
-                    let cancelling = self
-                        .cancels
-                        .get(&name)
-                        .is_some_and(|c| c.load(Ordering::SeqCst));
+                    let cancelling = self.cancels.get(&name).is_some_and(|c| c.is_cancelled());
                     (
                         name,
                         RowState::Downloading {
@@ -297,7 +293,7 @@ impl ModelsWindow {
     pub fn apply(&mut self, msg: Msg) {
         match msg {
             Msg::Download(name) => {
-                let cancel = Arc::new(AtomicBool::new(false));
+                let cancel = CancelToken::new();
                 self.cancels.insert(name.clone(), cancel.clone());
                 let sent = self.requests.send(ModelsRequest::Download {
                     name: name.clone(),
@@ -318,7 +314,7 @@ impl ModelsWindow {
             }
             Msg::Cancel(name) => {
                 if let Some(c) = self.cancels.get(&name) {
-                    c.store(true, Ordering::SeqCst);
+                    c.cancel();
                 }
                 if let Some(row) = self.rows.iter_mut().find(|r| r.name == name)
                     && let RowState::Downloading { cancelling, .. } = &mut row.state
@@ -555,7 +551,7 @@ mod tests {
         assert!(h.state().busy());
         h.get_by_label("Cancel").click();
         h.run();
-        assert!(cancel.load(Ordering::SeqCst), "Cancel sets the token");
+        assert!(cancel.is_cancelled(), "Cancel sets the token");
         h.get_by_label("Cancelling…");
         ev.send(ModelsEvent::Cancelled { name: NAME.into() })
             .unwrap();
@@ -641,7 +637,7 @@ mod tests {
         let next = || rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
         tx.send(ModelsRequest::Download {
             name: NAME.into(),
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel: CancelToken::new(),
         })
         .unwrap();
         let mut progress = 0;
@@ -661,7 +657,7 @@ mod tests {
         // A failure comes back as an event, not a dead worker.
         tx.send(ModelsRequest::Download {
             name: "no-such-model".into(),
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel: CancelToken::new(),
         })
         .unwrap();
         assert!(

@@ -6,9 +6,8 @@
 //! `(seed, s, m)`, and the device RNG (dropout) is reseeded the same way, so a run resumed
 //! at step `s` draws exactly what the uninterrupted run would have.
 
+use crate::cancel::CancelToken;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsAccumulator, ModuleOptimizer};
@@ -440,7 +439,7 @@ pub fn train(
     model_cfg: &ModelConfig,
     cfg: &TrainConfig,
     resume: bool,
-    stop: Arc<AtomicBool>,
+    stop: CancelToken,
     events: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainState, TrainError> {
     cfg.validate(model_cfg)?;
@@ -612,7 +611,7 @@ pub fn train(
         };
         state.steps.push(log.clone());
         events(TrainEvent::Step(log));
-        let stopping = stop.load(Ordering::SeqCst);
+        let stopping = stop.is_cancelled();
         let end = state.step == cfg.steps || stopping;
         if !valid_tracks.is_empty()
             && ((cfg.valid_every > 0 && state.step % cfg.valid_every == 0) || end)

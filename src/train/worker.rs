@@ -3,9 +3,9 @@
 //! It never names a GUI type; it calls `notify` after each update (the GUI passes
 //! `ctx.request_repaint`).
 
+use crate::cancel::CancelToken;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -98,7 +98,7 @@ fn worker(
     updates: Sender<TrainUpdate>,
     notify: Arc<dyn Fn() + Send + Sync>,
 ) {
-    let mut running: Option<(Arc<AtomicBool>, JoinHandle<()>)> = None;
+    let mut running: Option<(CancelToken, JoinHandle<()>)> = None;
     let send = {
         let updates = updates.clone();
         let notify = notify.clone();
@@ -130,7 +130,7 @@ fn worker(
                         continue;
                     }
                 };
-                let stop = Arc::new(AtomicBool::new(false));
+                let stop = CancelToken::new();
                 let flag = stop.clone();
                 let send_run = send.clone();
                 let handle = std::thread::Builder::new()
@@ -145,14 +145,14 @@ fn worker(
             }
             TrainCommand::Stop => {
                 if let Some((stop, _)) = &running {
-                    stop.store(true, Ordering::SeqCst);
+                    stop.cancel();
                 }
             }
             TrainCommand::Shutdown => break,
         }
     }
     if let Some((stop, h)) = running {
-        stop.store(true, Ordering::SeqCst);
+        stop.cancel();
         let _ = h.join();
     }
 }
@@ -161,7 +161,7 @@ fn run(
     model_cfg: ModelConfig,
     cfg: TrainConfig,
     resume: bool,
-    stop: Arc<AtomicBool>,
+    stop: CancelToken,
     send: impl Fn(TrainUpdate) + Clone + Send + 'static,
 ) {
     send(TrainUpdate::Started {
@@ -198,7 +198,7 @@ fn run(
                 steps: state.step,
                 config: dir.join("config.json"),
                 checkpoint: dir.join("model.safetensors"),
-                stopped: stop.load(Ordering::SeqCst),
+                stopped: stop.is_cancelled(),
             });
         }
         Err(e) => send(TrainUpdate::Failed(e.to_string())),
