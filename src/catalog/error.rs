@@ -152,3 +152,31 @@ impl CatalogError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn io_errors_are_classified() {
+        use std::io::{Error, ErrorKind};
+        let p = Path::new("/x");
+        assert!(matches!(
+            CatalogError::io(p, Error::from(ErrorKind::StorageFull)),
+            CatalogError::DiskFull { .. }
+        ));
+        assert!(matches!(
+            CatalogError::io(p, Error::from(ErrorKind::PermissionDenied)),
+            CatalogError::NotWritable { .. }
+        ));
+        assert!(matches!(
+            CatalogError::io(p, Error::from(ErrorKind::ReadOnlyFilesystem)),
+            CatalogError::NotWritable { .. }
+        ));
+        assert!(matches!(
+            CatalogError::io(p, Error::from(ErrorKind::NotFound)),
+            CatalogError::Io { .. }
+        ));
+    }
+}
