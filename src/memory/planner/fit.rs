@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::model::PlanModel;
 use super::plan::{MemoryPlan, plan};
-use super::report::format_bytes;
 use super::request::{AttentionStrategy, Calibration, Mode, PlanRequest, Precision};
-use super::{GIB, MIB};
+use super::units::{GIB, MIB, format_bytes};
 
 /// Which attention kernels the backend has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,10 @@
 //! Shapes of one path of a block ([`Geom`]) and the byte lists stages are written in
 //! ([`Parts`], [`Stage`]).
 
-use super::F32;
+use super::category::Category;
 use super::model::PlanModel;
-use super::plan::Category;
 use super::request::AttentionStrategy;
+use super::units::F32;
 
 /// A list of (category, bytes), merged by category.
 #[derive(Debug, Clone, Default)]

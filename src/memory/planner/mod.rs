@@ -26,15 +26,23 @@
 //!
 //! | file | what is inside |
 //! |---|---|
+//! | `units.rs` | [`KIB`], [`MIB`], [`GIB`], the f32 size, [`format_bytes`], [`parse_bytes`] |
+//! | `category.rs` | [`Category`]: what a block of memory is used for |
 //! | `model.rs` | [`PlanModel`] (the network's dimensions) and [`param_count`] |
 //! | `request.rs` | the question: [`PlanRequest`], [`Mode`], [`AttentionStrategy`], [`Precision`], [`Calibration`] |
 //! | `geometry.rs` | one path's tensor shapes (`Geom`) and the byte list type (`Parts`) |
 //! | `stages.rs` | what is alive at each stage of one path: forward, saved for autograd, backward |
-//! | `plan.rs` | [`plan`] / [`plan_checked`] and their answer [`MemoryPlan`] |
+//! | `run.rs` | the sizes of the whole run (`RunShapes`: frames, residual stream, STFT buffers) |
 //! | `phases.rs` | the whole run's phases per [`Mode`], built from the path stages |
+//! | `plan.rs` | [`plan`] / [`plan_checked`] and their answer [`MemoryPlan`] |
 //! | `fit.rs` | [`fit`] / [`fit_with`]: settings that fit a budget, with the explanation |
-//! | `report.rs` | [`MemoryPlan::table`], [`format_bytes`], [`parse_bytes`] |
+//! | `report.rs` | [`MemoryPlan::table`] |
+//!
+//! The table goes bottom-up: a file imports only files above it (`units` and `category` are
+//! leaves; `plan` sits on `phases`, `phases` on `run` and `stages`; `fit` and `report` on
+//! `plan`).
 
+mod category;
 mod fit;
 mod geometry;
 mod model;
@@ -42,22 +50,16 @@ mod phases;
 mod plan;
 mod report;
 mod request;
+mod run;
 mod stages;
 #[cfg(test)]
 mod tests;
+mod units;
 
+pub use category::Category;
 pub use fit::{BackendKind, FitError, FitOptions, FitResult, fit, fit_with};
 pub use model::{PlanModel, param_count};
-pub use plan::{Category, MemoryPlan, PathPlan, PlanTooLarge, plan, plan_checked};
-pub use report::{ParseError, format_bytes, parse_bytes};
+pub use plan::{MemoryPlan, PathPlan, PlanTooLarge, plan, plan_checked};
 pub use request::{AttentionStrategy, Calibration, Mode, PlanRequest, Precision};
 
-/// One kibibyte (1024 bytes).
-pub const KIB: u64 = 1 << 10;
-/// One mebibyte (1024² bytes).
-pub const MIB: u64 = 1 << 20;
-/// One gibibyte (1024³ bytes).
-pub const GIB: u64 = 1 << 30;
-
-/// Bytes of one f32 element (weights, gradients, optimizer moments, STFT buffers, log-sum-exp).
-const F32: u64 = 4;
+pub use units::{GIB, KIB, MIB, ParseError, format_bytes, parse_bytes};

@@ -2,10 +2,11 @@
 //! stage of each path (static memory is added by `plan`). The peak of the run is the largest
 //! phase.
 
+use super::category::Category;
 use super::geometry::{Geom, Parts, Stage, stage};
 use super::model::PlanModel;
-use super::plan::{Category, RunShapes};
 use super::request::{AttentionStrategy, PlanRequest};
+use super::run::RunShapes;
 use super::stages::{path_backward_stages, path_inference_stages, saved_per_sequence};
 
 /// One forward without autograd: encoder, both paths of one block (every block is alike and

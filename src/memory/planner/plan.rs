@@ -4,73 +4,16 @@
 //! run's phases (`phases.rs`) and picks the largest; everything else here is bookkeeping of
 //! what the answer reports.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::F32;
+use super::category::Category;
 use super::geometry::{Geom, Parts, PathKind, Stage};
 use super::model::{PlanModel, largest_param_elements, param_count, weight_elements};
 use super::phases::{checkpointed_phases, inference_phases, training_phases};
 use super::request::{AttentionStrategy, Mode, PlanRequest};
+use super::run::RunShapes;
 use super::stages::path_sub_batch;
-
-/// What a block of memory is used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Category {
-    /// Parameters (f32; f16 in half-precision inference; f32 master + f16 copy in training).
-    Weights,
-    /// AdamW first and second moments (2 × f32 per parameter).
-    Optimizer,
-    /// Parameter gradients (f32).
-    Gradients,
-    /// Activations autograd keeps for block `block`'s backward (with checkpointing: the block's
-    /// input only).
-    SavedActivations {
-        /// Block index.
-        block: usize,
-    },
-    /// Checkpointing: the activations of the block (or path sub-batch) being recomputed.
-    RecomputedBlock,
-    /// Activations autograd keeps outside the blocks (encoder GroupNorm, decoder input).
-    SavedEncoderDecoder,
-    /// Attention score tensors (materialised or chunked) and their gradients.
-    AttentionScores,
-    /// ConvSwiGLU hidden tensors `[s, 2H, L+K−1]` and their gradients.
-    FfnHidden,
-    /// Residual stream, normed input, q/k/v, attention output and their gradients.
-    ResidentActivations,
-    /// Waveforms, input spectrogram, output spectra, loss buffers.
-    StftBuffers,
-    /// Transients (norm statistics, RoPE temporaries, permute copies, gradient flow) plus the
-    /// backend constant.
-    Workspace,
-}
-
-impl Category {
-    /// Human label for tables.
-    pub fn label(&self) -> String {
-        match self {
-            Category::Weights => "weights".into(),
-            Category::Optimizer => "optimizer (AdamW moments)".into(),
-            Category::Gradients => "gradients".into(),
-            Category::SavedActivations { block } => format!("saved activations, block {block}"),
-            Category::RecomputedBlock => "recomputed block (checkpointing)".into(),
-            Category::SavedEncoderDecoder => "saved activations, encoder/decoder".into(),
-            Category::AttentionScores => "attention scores".into(),
-            Category::FfnHidden => "FFN hidden".into(),
-            Category::ResidentActivations => "resident activations".into(),
-            Category::StftBuffers => "STFT buffers".into(),
-            Category::Workspace => "workspace".into(),
-        }
-    }
-
-    /// Whether the calibration's activation factor applies.
-    pub(super) fn is_activation(&self) -> bool {
-        !matches!(
-            self,
-            Category::Weights | Category::Optimizer | Category::Gradients
-        )
-    }
-}
+use super::units::F32;
 
 /// How one path (frequency or time) of every block is run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -274,117 +217,6 @@ pub fn plan(model: &PlanModel, req: &PlanRequest) -> MemoryPlan {
         largest_allocation: largest.what,
         breakdown,
         paths: path_plans,
-    }
-}
-
-/// The sizes of one run that every phase is built from (all in bytes unless named otherwise).
-pub(super) struct RunShapes {
-    /// Activation element bytes.
-    pub(super) e: u64,
-    /// Samples per segment `N`.
-    pub(super) n: u64,
-    /// STFT frames `T`.
-    pub(super) t: u64,
-    /// STFT bins `F` (also for a band-split model: the spectra have F bins).
-    pub(super) f: u64,
-    /// Network items `B`.
-    pub(super) items: u64,
-    /// Embedding width `C`.
-    pub(super) c: u64,
-    /// One copy of the residual stream `[B, C, T, F]` (`[B, C, T, nb]` band-split).
-    pub(super) x_full: u64,
-    /// f32 waveform and spectrum buffers around the network.
-    pub(super) stft: StftBytes,
-    /// Encoder scratch (im2col, or the band-split permute).
-    pub(super) enc_workspace: u64,
-    /// Decoder scratch (column buffer, or the band-split concatenation and one band's MLP).
-    pub(super) dec_workspace: u64,
-}
-
-/// The f32 waveform and spectrum buffers of one run. Waveform channels after the network:
-/// `B·ac`.
-pub(super) struct StftBytes {
-    /// The chunk's waveform in `[B·ac, N]`.
-    pub(super) wave_in: u64,
-    /// The input spectrogram `[B, 2ac, T, F]`.
-    pub(super) spec_in: u64,
-    /// The output spectra `[B, 2·S·ac, T, F]`.
-    pub(super) spec_out: u64,
-    /// The separated waveforms `[B·ac, S, N]`.
-    pub(super) waves_out: u64,
-    /// The device iSTFT's frames `[B·ac·S, T, n_fft]` (training loss).
-    pub(super) istft_frames: u64,
-}
-
-impl StftBytes {
-    /// Inference: the chunk's waveform in and the separated waveforms out (host-side on wgpu,
-    /// counted conservatively for the whole run). The spectrogram in lives until the encoder
-    /// consumes it, the output spectra from the decoder on; callers add those.
-    pub(super) fn inference_host(&self) -> u64 {
-        self.wave_in + self.waves_out
-    }
-
-    /// Training: the loss (SI-SDR + L1 + spectral) is differentiated through a device iSTFT,
-    /// so everything from the input spectrogram to the loss is alive at the backward: input
-    /// waveform + spectrogram, output spectra, iSTFT frames, estimated and target waveforms,
-    /// estimated and target spectra for the spectral loss.
-    pub(super) fn training(&self) -> u64 {
-        self.wave_in
-            + self.spec_in
-            + self.spec_out
-            + self.istft_frames
-            + 2 * self.waves_out
-            + 2 * self.spec_out
-    }
-}
-
-impl RunShapes {
-    /// The sizes of `req` on `model`.
-    fn new(model: &PlanModel, req: &PlanRequest) -> RunShapes {
-        let e = req.precision.activation_bytes();
-        let n = req.segment_samples as u64;
-        let t = model.frames(req.segment_samples) as u64;
-        let f = model.bins() as u64;
-        // The frequency path's length: F bins, or nb bands (band-split).
-        let lf = model.freq_len() as u64;
-        let items = model.items(req.batch.max(1), req.song_channels) as u64;
-        let ac = model.audio_channels.max(1) as u64;
-        let sources = model.n_sources as u64;
-        let c = model.emb_dim as u64;
-        let wave_channels = items * ac;
-        let stft = StftBytes {
-            wave_in: wave_channels * n * F32,
-            spec_in: items * 2 * ac * t * f * F32,
-            spec_out: items * 2 * sources * ac * t * f * F32,
-            waves_out: wave_channels * sources * n * F32,
-            istft_frames: wave_channels * sources * t * model.n_fft as u64 * F32,
-        };
-        // Encoder/decoder scratch. Conv: im2col buffers [B, 2ac·9, T·F] / [B, 2·S·ac·9, T·F].
-        // Band-split: the spectrum permuted to [B, T, F, 2ac]; the bands' outputs concatenated
-        // [B, T, 2, S, ac, F] and permuted, plus one band's 4C hidden activations.
-        let (enc_workspace, dec_workspace) = if !model.bands.is_empty() {
-            (
-                items * 2 * ac * t * f * e,
-                2 * items * 2 * sources * ac * t * f * e + 2 * items * t * 4 * c * e,
-            )
-        } else {
-            (
-                items * 2 * ac * 9 * t * f * e,
-                items * 2 * sources * ac * 9 * t * f * e,
-            )
-        };
-        RunShapes {
-            e,
-            n,
-            t,
-            f,
-            items,
-            c,
-            x_full: items * c * t * lf * e,
-            stft,
-            enc_workspace,
-            dec_workspace,
-        }
     }
 }
 

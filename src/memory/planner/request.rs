@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::model::PlanModel;
-use super::report::format_bytes;
+use super::units::format_bytes;
 
 /// What the run does with the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,8 +5,8 @@
 //! *beyond* what the caller already holds (the residual stream, saved activations, static
 //! memory); `phases.rs` adds those around them.
 
+use super::category::Category;
 use super::geometry::{Geom, Parts, Stage, stage};
-use super::plan::Category;
 use super::request::{AttentionStrategy, Mode, PlanRequest};
 
 /// Score-sized tensors autograd keeps per attention call with a materialised softmax.
