@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::{ModelArgs, load_model};
 use crate::engine::device::DeviceChoice;
+use crate::engine::load::LoadedModel;
 use crate::model::checkpoint::{PthLayout, write_pth, write_safetensors};
 use crate::model::loader::{from_state_dict, to_state_dict};
 
@@ -52,7 +53,11 @@ pub struct ExportArgs {
 /// Runs `export`: loads and checks the weights against the model (every tensor present, right
 /// shape, finite), then writes them under the reference names in the chosen container.
 pub fn run(a: ExportArgs) -> Result<()> {
-    let (cfg, sd, what) = load_model(&ModelArgs {
+    let LoadedModel {
+        config: cfg,
+        weights: sd,
+        description: what,
+    } = load_model(&ModelArgs {
         preset: a.preset.clone(),
         config: a.config.clone(),
         checkpoint: a.checkpoint.clone(),

@@ -11,10 +11,10 @@ use crate::audio::decode::DecodeOptions;
 use crate::audio::encode::SampleFormat;
 use crate::engine::device::{DeviceChoice, resolve};
 use crate::engine::export::{ExportOptions, track_name, unique_track_names, validate_stems};
+use crate::engine::load::{LoadedModel, human_count, load_model as load};
 use crate::engine::stream::separate_file_as;
-use crate::engine::{CancelToken, SeparateParams, Separator};
-use crate::model::config::{ModelConfig, builtin_presets, preset};
-use crate::model::state_dict::{StateDict, load_state_dict};
+use crate::engine::{CancelToken, EngineError, ModelChoice, SeparateParams, Separator};
+use crate::model::config::builtin_presets;
 
 mod bench;
 pub mod bench_memory;
@@ -90,12 +90,7 @@ pub struct ModelArgs {
 
 /// The folder of the installed model `name`, or an error that says how to get it.
 pub fn installed_model(name: &str) -> Result<PathBuf> {
-    crate::catalog::installed_model_dir(name).ok_or_else(|| {
-        anyhow!(
-            "no installed model named `{name}`: `locosep models` lists the catalog, \
-             `locosep models download {name}` installs it"
-        )
-    })
+    Ok(crate::engine::load::installed_model_dir(name)?)
 }
 
 /// Arguments of `separate`.
@@ -144,44 +139,24 @@ pub struct SeparateArgs {
     pub downmix: bool,
 }
 
-/// Resolves `--preset/--config/--checkpoint` to a config and weights; with none of them, the
-/// bundled default model.
-pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> {
+/// The model `--model/--preset/--config/--checkpoint` name; with none of them, the bundled
+/// default model. Only the argument combinations are checked here; the loading (and its
+/// errors, which name the file) is [`crate::engine::load::load_model`]'s.
+pub fn model_choice(args: &ModelArgs) -> Result<ModelChoice> {
     if let Some(name) = &args.model {
-        let dir = installed_model(name)?;
-        let (cfg, sd, _) = load_model(&ModelArgs {
-            preset: None,
-            config: None,
-            checkpoint: Some(dir),
-            model: None,
-            device: args.device,
-        })?;
-        return Ok((cfg, sd, format!("model {name}")));
+        return Ok(ModelChoice::Installed { name: name.clone() });
     }
-    let (cfg, ckpt, what) = match (&args.preset, &args.config, &args.checkpoint) {
-        (None, None, None) => {
-            let (c, w, desc) = crate::assets::default_model()
-                .ok_or_else(|| anyhow!("no bundled model found; pass --config and --checkpoint"))?;
-            (ModelConfig::from_file(&c)?, w, desc.to_string())
-        }
-        (None, None, Some(dir)) if dir.is_dir() => {
-            let files = crate::model::folder::find_model_files(dir).map_err(|e| anyhow!(e))?;
-            (
-                ModelConfig::from_file(&files.config)?,
-                files.weights,
-                dir.display().to_string(),
-            )
-        }
-        (Some(p), None, Some(ck)) => (
-            preset(p)?.config,
-            folder_weights(ck)?,
-            format!("preset {p}"),
-        ),
-        (None, Some(c), Some(ck)) => (
-            ModelConfig::from_file(c)?,
-            folder_weights(ck)?,
-            c.display().to_string(),
-        ),
+    Ok(match (&args.preset, &args.config, &args.checkpoint) {
+        (None, None, None) => ModelChoice::Bundled,
+        (None, None, Some(dir)) if dir.is_dir() => ModelChoice::Folder { dir: dir.clone() },
+        (Some(p), None, Some(ck)) => ModelChoice::Preset {
+            name: p.clone(),
+            checkpoint: ck.clone(),
+        },
+        (None, Some(c), Some(ck)) => ModelChoice::Config {
+            config: c.clone(),
+            checkpoint: ck.clone(),
+        },
         (_, _, None) => bail!(
             "a preset or config needs trained weights: pass --checkpoint FILE (.safetensors or .pth), \
              or omit --preset/--config to use the bundled model"
@@ -192,43 +167,33 @@ pub fn load_model(args: &ModelArgs) -> Result<(ModelConfig, StateDict, String)> 
             ck.display()
         ),
         (Some(_), Some(_), _) => bail!("give either --preset or --config, not both"),
-    };
-    // Every checkpoint error names the file.
-    let sd = load_state_dict(&ckpt)?;
-    Ok((cfg, sd, what))
+    })
 }
 
-/// `path` itself, or the weight file inside it when it is a model folder.
-fn folder_weights(path: &Path) -> Result<PathBuf> {
-    if !path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    crate::model::folder::find_weights(path)
-        .map_err(|e| anyhow!(e))?
-        .ok_or_else(|| anyhow!("{} holds no weight file", path.display()))
+/// Loads the model the arguments name (see [`model_choice`]).
+pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
+    load(&model_choice(args)?).map_err(|e| match e {
+        EngineError::NoBundledModel => {
+            anyhow!("no bundled model found; pass --config and --checkpoint")
+        }
+        e => e.into(),
+    })
 }
 
 /// Builds a separator on the chosen device, printing what was chosen.
 pub fn build_separator(args: &ModelArgs) -> Result<Separator> {
-    let (cfg, sd, what) = load_model(args)?;
+    let model = load_model(args)?;
     let device = resolve(args.device)?;
     for w in &device.warnings {
         eprintln!("warning: {w}");
     }
     eprintln!(
-        "model: {what} ({} parameters) on {}",
-        human_count(cfg.param_count()),
+        "model: {} ({} parameters) on {}",
+        model.description,
+        human_count(model.config.param_count()),
         device.description
     );
-    Ok(Separator::new(cfg, &sd, device)?)
-}
-
-fn human_count(n: usize) -> String {
-    if n >= 1_000_000 {
-        format!("{:.2} M", n as f64 / 1e6)
-    } else {
-        format!("{:.1} k", n as f64 / 1e3)
-    }
+    Ok(Separator::new(model.config, &model.weights, device)?)
 }
 
 fn bar(len: u64, prefix: String) -> ProgressBar {

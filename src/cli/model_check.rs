@@ -48,7 +48,11 @@ fn tensor(shape: Vec<usize>, data: Vec<f32>) -> TensorF32 {
 
 /// Runs the check.
 pub fn run(a: ModelCheckArgs) -> Result<()> {
-    let (cfg, sd, _) = super::load_model(&super::ModelArgs {
+    let crate::engine::load::LoadedModel {
+        config: cfg,
+        weights: sd,
+        ..
+    } = super::load_model(&super::ModelArgs {
         preset: None,
         config: a.config.clone(),
         checkpoint: Some(a.checkpoint.clone()),

@@ -36,15 +36,25 @@ pub enum ModelChoice {
     Preset {
         /// Preset name, e.g. `small`.
         name: String,
-        /// Checkpoint file (.safetensors or .pth).
+        /// Checkpoint file (.safetensors or .pth), or a model folder holding one.
         checkpoint: PathBuf,
     },
     /// A config file (.toml/.json/.yaml) with its checkpoint.
     Config {
         /// Model config file.
         config: PathBuf,
-        /// Checkpoint file (.safetensors or .pth).
+        /// Checkpoint file (.safetensors or .pth), or a model folder holding one.
         checkpoint: PathBuf,
+    },
+    /// A model installed from the catalog (`locosep models`), by name.
+    Installed {
+        /// Catalog name, e.g. `sup.musdb18hq.bslocoformer-small`.
+        name: String,
+    },
+    /// A model folder: a config and its weights side by side (`model::folder` layouts).
+    Folder {
+        /// The folder.
+        dir: PathBuf,
     },
 }
 
@@ -53,7 +63,11 @@ impl ModelChoice {
     pub fn label(&self) -> String {
         match self {
             ModelChoice::Bundled => "bundled model".to_string(),
-            ModelChoice::Preset { name, .. } => name.clone(),
+            ModelChoice::Preset { name, .. } | ModelChoice::Installed { name } => name.clone(),
+            ModelChoice::Folder { dir } => dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| dir.display().to_string()),
             ModelChoice::Config { config, .. } => {
                 let stem = config
                     .file_stem()

@@ -5,6 +5,7 @@ mod chunk_stream;
 pub mod css;
 pub mod device;
 pub mod export;
+pub mod load;
 pub mod messages;
 pub mod params;
 pub mod plan;
@@ -32,6 +33,18 @@ pub enum EngineError {
     /// The checkpoint could not be read.
     #[error(transparent)]
     Checkpoint(#[from] crate::model::state_dict::CheckpointError),
+    /// No installed (or bundled) model has this name.
+    #[error(
+        "no installed model named `{0}`: `locosep models` lists the catalog, \
+         `locosep models download {0}` installs it"
+    )]
+    NotInstalled(String),
+    /// A model folder lacks its config or weights (the message names the folder).
+    #[error("{0}")]
+    ModelFolder(String),
+    /// The bundled model is not next to the program.
+    #[error("no bundled model found; choose a config and checkpoint instead")]
+    NoBundledModel,
     /// The checkpoint does not fit the config.
     #[error(transparent)]
     Keys(#[from] crate::model::loader::KeyMismatch),

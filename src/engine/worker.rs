@@ -25,11 +25,10 @@ use crate::audio::decode::{DecodeOptions, decode_file, decode_file_with_stats, d
 use crate::engine::EngineError;
 use crate::engine::device::{DeviceChoice, resolve, wgpu_adapters};
 use crate::engine::export::{ExportOptions, track_name};
+use crate::engine::load::{human_count, load_model};
 use crate::engine::messages::{DeviceInfo, EngineCommand, EngineEvent, JobId, ModelChoice};
 use crate::engine::separator::{CancelToken, SeparateParams, Separator, Stems};
 use crate::memory::sampler::{MemorySample, MemorySampler};
-use crate::model::config::{ModelConfig, preset};
-use crate::model::state_dict::{StateDict, load_state_dict};
 
 /// How often the memory sampler reads the allocator while a separation runs.
 const MEMORY_INTERVAL: Duration = Duration::from_millis(100);
@@ -367,10 +366,14 @@ fn separate(
     if !reuse {
         // Free the old model before loading the next one: both may not fit at once.
         *cache = None;
-        let (cfg, sd, what) = load_model(model)?;
+        let loaded = load_model(model)?;
         let resolved = resolve(device)?;
-        let description = format!("{what} ({} parameters)", human_count(cfg.param_count()));
-        let separator = Separator::new(cfg, &sd, resolved)?;
+        let description = format!(
+            "{} ({} parameters)",
+            loaded.description,
+            human_count(loaded.config.param_count())
+        );
+        let separator = Separator::new(loaded.config, &loaded.weights, resolved)?;
         *cache = Some(Loaded {
             model: model.clone(),
             device,
@@ -437,48 +440,6 @@ fn separate(
     }
     let peak = trace.peak_in_use.or(trace.peak_reserved).or(trace.peak_rss);
     result.map(|stems| (stems, seconds, peak))
-}
-
-/// The config, weights and a description of a [`ModelChoice`] (what `cli::load_model` does,
-/// without the CLI's argument types).
-fn load_model(model: &ModelChoice) -> Result<(ModelConfig, StateDict, String), EngineError> {
-    match model {
-        ModelChoice::Bundled => {
-            let (config, weights, desc) = crate::assets::default_model().ok_or_else(|| {
-                EngineError::BadParameter(
-                    "no bundled model found; import a config and checkpoint instead".into(),
-                )
-            })?;
-            Ok((
-                ModelConfig::from_file(&config)?,
-                load_state_dict(&weights)?,
-                desc.to_string(),
-            ))
-        }
-        ModelChoice::Preset { name, checkpoint } => {
-            let p = preset(name)?;
-            Ok((
-                p.config,
-                load_state_dict(checkpoint)?,
-                format!("preset {name}"),
-            ))
-        }
-        ModelChoice::Config { config, checkpoint } => Ok((
-            ModelConfig::from_file(config)?,
-            load_state_dict(checkpoint)?,
-            config.display().to_string(),
-        )),
-    }
-}
-
-fn human_count(n: usize) -> String {
-    if n >= 1_000_000 {
-        format!("{:.2} M", n as f64 / 1e6)
-    } else if n >= 1_000 {
-        format!("{:.1} k", n as f64 / 1e3)
-    } else {
-        n.to_string()
-    }
 }
 
 /// The CPU plus every wgpu adapter.
