@@ -1,6 +1,7 @@
 //! Fused attention vs the plain-ops reference on the wgpu device (lavapipe in CI) and the CPU
-//! kernels on flex: values, gradients, a qkv + RoPE module, batches past the 65 535 dispatch limit, and allocator
-//! evidence that memory grows linearly in L.
+//! kernels on flex: values, gradients, a qkv + RoPE module, batches past the 65 535 dispatch
+//! limit, and allocator evidence that memory grows linearly in L. Every q, k, v is
+//! `[batch, heads, L, d]`.
 //!
 //! Tolerance everywhere: max|a − b| ≤ 1e-4 · max(1, max|ref|).
 
@@ -39,7 +40,8 @@ fn assert_close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
     );
 }
 
-/// Values and gradients (dQ, dK, dV) of fused vs reference for one shape, on wgpu.
+/// Values and gradients (dQ, dK, dV) of fused vs reference for one `[batch, heads, L, d]`
+/// shape, on wgpu.
 fn check_shape(shape: [usize; 4], grads: bool) {
     let device = wgpu();
     assert!(fused_available(&device), "wgpu device expected");
@@ -298,8 +300,8 @@ fn growth(seq: usize, backward: bool, fused: bool) -> u64 {
 
 #[test]
 fn memory_grows_linearly_in_length() {
-    // [8, 8, L, 16]: one score tensor is 67 MiB at L = 513 and 269 MiB at L = 1025; Q, K, V, O
-    // are 2.1 / 4.2 MiB each. The allocator also takes one small-pool page (8 MiB on lavapipe)
+    // [4, 4, L, 16] (see `growth`): one score tensor [16, L, L] is 16 MiB at L = 513 and 64 MiB
+    // at L = 1025; Q, K, V, O are 0.5 / 1.0 MiB each. The allocator also takes one small-pool page (8 MiB on lavapipe)
     // for launch metadata, a constant in every measurement.
     let score_1025 = (4 * 4 * 1025 * 1025 * 4) as u64;
     for backward in [false, true] {

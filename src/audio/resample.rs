@@ -160,7 +160,7 @@ impl StreamResampler {
     }
 
     /// Whether the rates are equal (input is passed through unchanged).
-    pub fn is_identity(&self) -> bool {
+    fn is_identity(&self) -> bool {
         self.inner.is_none()
     }
 
@@ -284,7 +284,7 @@ impl StreamResampler {
 }
 
 /// `round(len * to / from)` in exact integer arithmetic (ties round up).
-pub fn output_len(len: usize, from_rate: u32, to_rate: u32) -> usize {
+fn output_len(len: usize, from_rate: u32, to_rate: u32) -> usize {
     if from_rate == 0 {
         return 0;
     }

@@ -27,7 +27,7 @@ pub use error::CatalogError;
 pub use store::{InstalledModel, Manifest, Store};
 
 /// The user's catalog file: `<config dir>/catalog.toml` (e.g. `~/.config/locosep/catalog.toml`).
-pub fn user_catalog_path() -> Option<PathBuf> {
+fn user_catalog_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("org", "locosep", "locosep")
         .map(|d| d.config_dir().join("catalog.toml"))
 }
@@ -44,7 +44,7 @@ pub fn installed_model_dir(name: &str) -> Option<PathBuf> {
 }
 
 /// [`installed_model_dir`] for a given store and catalog.
-pub fn installed_model_dir_in(store: &Store, catalog: &Catalog, name: &str) -> Option<PathBuf> {
+fn installed_model_dir_in(store: &Store, catalog: &Catalog, name: &str) -> Option<PathBuf> {
     if let Some(m) = store.get(name) {
         return Some(m.dir);
     }

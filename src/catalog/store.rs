@@ -307,7 +307,7 @@ impl Store {
 }
 
 /// Reads `<dir>/locosep-model.toml`.
-pub fn read_manifest(dir: &Path) -> Result<Manifest, CatalogError> {
+fn read_manifest(dir: &Path) -> Result<Manifest, CatalogError> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| CatalogError::io(&path, e))?;
     toml::from_str(&text).map_err(|e| CatalogError::BadCatalog {

@@ -142,7 +142,7 @@ pub struct SeparateArgs {
 /// The model `--model/--preset/--config/--checkpoint` name; with none of them, the bundled
 /// default model. Only the argument combinations are checked here; the loading (and its
 /// errors, which name the file) is [`crate::engine::load::load_model`]'s.
-pub fn model_choice(args: &ModelArgs) -> Result<ModelChoice> {
+fn model_choice(args: &ModelArgs) -> Result<ModelChoice> {
     if let Some(name) = &args.model {
         return Ok(ModelChoice::Installed { name: name.clone() });
     }
@@ -170,7 +170,7 @@ pub fn model_choice(args: &ModelArgs) -> Result<ModelChoice> {
     })
 }
 
-/// Loads the model the arguments name (see [`model_choice`]).
+/// Loads the model the arguments name (see `model_choice`).
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     load(&model_choice(args)?).map_err(|e| match e {
         EngineError::NoBundledModel => {

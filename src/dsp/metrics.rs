@@ -117,7 +117,7 @@ fn silent(channels: &[Vec<f32>], lo: usize, hi: usize) -> bool {
 /// Toeplitz least-squares filters only influence ISR/SIR/SAR, which are not
 /// computed here. (museval evaluates the cancellation in floating point, so
 /// results agree up to ~1e-12 relative in the error energy.)
-pub fn museval_sdr_frames(
+fn museval_sdr_frames(
     references: &[&[Vec<f32>]],
     estimates: &[&[Vec<f32>]],
     rate: usize,
@@ -239,14 +239,14 @@ pub fn nan_median(values: &[f64]) -> Option<f64> {
 }
 
 /// museval v4 track-level SDR per source (the number reported on MUSDB18):
-/// frame-wise SDR from [`museval_sdr_frames`] with 1-second frames
+/// frame-wise SDR from `museval_sdr_frames` with 1-second frames
 /// (`rate` samples, no overlap), stored the way `museval.TrackStore` stores
 /// them (`inf` frames become `NaN`, values quantised to 1e-5 dB), then the
 /// median over frames ignoring `NaN` (`np.nanmedian`). `None` for a source
 /// with no valid frame.
 ///
 /// `references[j][c]`: channel `c` of source `j`; `estimates` likewise.
-/// Errors as [`museval_sdr_frames`] (mismatched shapes, a source that is all
+/// Errors as `museval_sdr_frames` (mismatched shapes, a source that is all
 /// zeros over the whole track).
 pub fn museval_sdr(
     references: &[&[Vec<f32>]],

@@ -19,7 +19,7 @@ use super::chunk::ChunkPlan;
 /// `w = cat(arange(1, seg//2 + 1), arange(seg - seg//2, 0, -1)); w = (w / w.max()) ** p`.
 ///
 /// All values are in `(0, 1]`.
-pub fn transition_window(segment: usize, transition_power: f32) -> Vec<f32> {
+fn transition_window(segment: usize, transition_power: f32) -> Vec<f32> {
     let half = segment / 2;
     let peak = half.max(segment - half).max(1) as f32;
     (1..=half)
@@ -79,11 +79,6 @@ impl OverlapAdd {
         &self.plan
     }
 
-    /// Number of planar outputs.
-    pub fn n_outputs(&self) -> usize {
-        self.n_outputs
-    }
-
     /// The per-chunk weights (`segment` values in `(0, 1]`).
     pub fn weight(&self) -> &[f32] {
         &self.weight
@@ -100,7 +95,7 @@ impl OverlapAdd {
     }
 
     /// Whether every chunk of the plan has been added.
-    pub fn is_complete(&self) -> bool {
+    fn is_complete(&self) -> bool {
         self.next_chunk == self.plan.num_chunks()
     }
 

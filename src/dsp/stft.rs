@@ -108,7 +108,7 @@ impl Stft {
         let scratch_len = fwd.get_scratch_len().max(inv.get_scratch_len());
         Scratch {
             frame: vec![0.0; n_fft],
-            spec: vec![Complex::new(0.0, 0.0); n_fft / 2 + 1],
+            spec: vec![Complex::new(0.0, 0.0); num_bins(n_fft)],
             fft_scratch: vec![Complex::new(0.0, 0.0); scratch_len],
             ola: Vec::new(),
             env: Vec::new(),

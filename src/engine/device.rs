@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use burn::tensor::{Device, DeviceKind, Tensor};
+use burn::tensor::{Device, Tensor};
 
 /// What the user asked for (`--device`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -155,9 +155,4 @@ pub fn resolve(choice: DeviceChoice) -> Result<ResolvedDevice, DeviceError> {
         None if choice == DeviceChoice::Gpu => Err(DeviceError::NoAdapter),
         None => Ok(cpu(vec![])),
     }
-}
-
-/// The default wgpu device, for tests that must exercise wgpu (lavapipe in CI).
-pub fn default_wgpu() -> Device {
-    Device::wgpu(DeviceKind::DefaultDevice)
 }

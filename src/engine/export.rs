@@ -313,7 +313,7 @@ pub fn mix_channels(parts: &[&[Vec<f32>]]) -> Vec<Vec<f32>> {
 }
 
 /// A source by name, or the instrumental mix (sum of every source but vocals).
-pub fn stem_buffer(stems: &Stems, name: &str) -> Result<AudioBuffer, EngineError> {
+fn stem_buffer(stems: &Stems, name: &str) -> Result<AudioBuffer, EngineError> {
     let idx = stem_sources(&stems.names, name)?;
     let parts: Vec<&[Vec<f32>]> = idx.iter().map(|&i| &stems.audio[i].channels[..]).collect();
     let rate = stems.audio[idx[0]].sample_rate;

@@ -18,10 +18,10 @@ use crate::audio::encode::AudioFileWriter;
 use crate::audio::{DecodeOptions, StreamDecoder};
 
 use super::EngineError;
-use super::export::{ExportOptions, mix_channels, stem_sources, track_name};
+use super::export::{ExportOptions, mix_channels, stem_sources};
 use super::separator::{CancelToken, InputScale, Progress, SeparateParams, Separator, StreamInput};
 
-/// What [`separate_file`] did.
+/// What [`separate_file_as`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileReport {
     /// The files written, in stem order.
@@ -35,24 +35,10 @@ pub struct FileReport {
 }
 
 /// Separates `input` into the stems `export` asks for, streaming (see the module docs), under
-/// the track name [`track_name`] gives it. `progress` is called per batch of chunks during the
-/// second pass. On a GPU the caller may wrap this in [`Separator::with_fallback`]: a failed
-/// attempt leaves no file behind.
-pub fn separate_file(
-    sep: &Separator,
-    input: &Path,
-    decode: &DecodeOptions,
-    params: &SeparateParams,
-    export: &ExportOptions,
-    cancel: &CancelToken,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<FileReport, EngineError> {
-    let track = track_name(input);
-    separate_file_as(sep, input, &track, decode, params, export, cancel, progress)
-}
-
-/// [`separate_file`] under the track name `track` (e.g. one made unique among several inputs
-/// by [`unique_track_names`](super::export::unique_track_names)).
+/// the track name `track` ([`track_name`](super::export::track_name) of the file, or one made
+/// unique among several inputs by [`unique_track_names`](super::export::unique_track_names)).
+/// `progress` is called per batch of chunks during the second pass. On a GPU the caller may
+/// wrap this in [`Separator::with_fallback`]: a failed attempt leaves no file behind.
 ///
 /// Input samples that are NaN or ±infinity are separated as 0 (counted in the report); a stem
 /// with a non-finite sample is an error, and no file of the song is written.

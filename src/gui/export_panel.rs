@@ -197,7 +197,7 @@ impl ExportPanel {
 /// a `file://` prefix are dropped, `~` is the home folder. It must be a full path; an existing
 /// path must be a folder; a missing one is created at export, so its nearest existing parent
 /// must be a folder. The error says what is wrong, naming the path.
-pub fn validate_export_dir(text: &str) -> Result<PathBuf, String> {
+fn validate_export_dir(text: &str) -> Result<PathBuf, String> {
     let t = text.trim();
     let t = t
         .strip_prefix('"')

@@ -302,7 +302,7 @@ fn device_label(d: DeviceChoice) -> &'static str {
 }
 
 /// `1_390_000` → `1.39 M`.
-pub fn human(n: usize) -> String {
+fn human(n: usize) -> String {
     if n >= 1_000_000 {
         format!("{:.2} M", n as f64 / 1e6)
     } else {

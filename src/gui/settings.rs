@@ -19,7 +19,8 @@ pub enum Tab {
     Separate,
     /// Preset comparison.
     Compare,
-    /// Fine-tuning (placeholder).
+    /// Fine-tuning: train or fine-tune a model on the user's songs and watch it live
+    /// (`gui/finetune.rs`).
     FineTune,
 }
 
@@ -56,7 +57,7 @@ impl Default for ExportSettings {
 
 /// Where stems go until the user picks a folder: `~/Music/locosep` (the XDG music folder), else
 /// `~/locosep`; an absolute path, so it does not depend on where the app was started from.
-pub fn default_export_dir() -> PathBuf {
+fn default_export_dir() -> PathBuf {
     let dirs = directories::UserDirs::new();
     dirs.as_ref()
         .and_then(|d| d.audio_dir().map(|m| m.join("locosep")))

@@ -50,7 +50,7 @@ pub struct LogSpec {
 }
 
 /// Computes the log-frequency dB spectrogram of `audio`.
-pub fn log_spectrogram(audio: &AudioBuffer) -> LogSpec {
+fn log_spectrogram(audio: &AudioBuffer) -> LogSpec {
     let n = audio.len();
     let chans = audio.channels.len().max(1) as f32;
     let hop = (n / MAX_COLUMNS + 1).max(N_FFT / 8);
@@ -65,7 +65,7 @@ pub fn log_spectrogram(audio: &AudioBuffer) -> LogSpec {
         .collect();
     let sr = f64::from(audio.sample_rate.max(1));
     let nyquist = sr / 2.0;
-    let bins = N_FFT / 2 + 1;
+    let bins = crate::dsp::stft::num_bins(N_FFT);
     // Bin range of each log-spaced row.
     let edges: Vec<usize> = (0..=ROWS)
         .map(|r| {
@@ -110,7 +110,7 @@ pub fn log_spectrogram(audio: &AudioBuffer) -> LogSpec {
 }
 
 /// Colours a spectrogram: dB below its maximum on a dark-to-bright map.
-pub fn colorize(spec: &LogSpec) -> ColorImage {
+fn colorize(spec: &LogSpec) -> ColorImage {
     let max = spec.db.iter().copied().fold(f32::MIN, f32::max);
     image_from(spec, |v| {
         magma(((v - max + DB_RANGE) / DB_RANGE).clamp(0.0, 1.0))
@@ -118,7 +118,7 @@ pub fn colorize(spec: &LogSpec) -> ColorImage {
 }
 
 /// Colours `a − b` in dB: blue where `b` is louder, red where `a` is.
-pub fn colorize_difference(a: &LogSpec, b: &LogSpec) -> ColorImage {
+fn colorize_difference(a: &LogSpec, b: &LogSpec) -> ColorImage {
     let columns = a.columns.min(b.columns);
     let floor = a.db.iter().chain(&b.db).copied().fold(f32::MIN, f32::max) - DB_RANGE;
     let diff = LogSpec {
@@ -159,7 +159,7 @@ fn lerp_color(stops: &[(f32, [u8; 3])], x: f32) -> Color32 {
 }
 
 /// A magma-like map for `x` in [0, 1].
-pub fn magma(x: f32) -> Color32 {
+fn magma(x: f32) -> Color32 {
     const STOPS: [(f32, [u8; 3]); 5] = [
         (0.0, [0, 0, 4]),
         (0.25, [80, 18, 123]),
@@ -171,7 +171,7 @@ pub fn magma(x: f32) -> Color32 {
 }
 
 /// Blue – near black – red for `x` in [-1, 1].
-pub fn diverging(x: f32) -> Color32 {
+fn diverging(x: f32) -> Color32 {
     const STOPS: [(f32, [u8; 3]); 3] = [
         (-1.0, [60, 130, 255]),
         (0.0, [20, 20, 24]),

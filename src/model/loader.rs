@@ -145,7 +145,7 @@ fn fc2_index(flavour: BsFlavour) -> usize {
 
 /// Every key the reference `state_dict()` holds for `cfg`, with its PyTorch shape, in a
 /// stable order.
-pub fn expected_keys(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+fn expected_keys(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (c, a, k, ac, s) = (
         cfg.emb_dim,
         cfg.attention_dim,
@@ -218,7 +218,7 @@ pub fn expected_keys(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
-/// Checks `sd` against [`expected_keys`], collecting every problem into one error.
+/// Checks `sd` against `expected_keys`, collecting every problem into one error.
 pub fn check_keys(cfg: &ModelConfig, sd: &StateDict) -> Result<(), KeyMismatch> {
     let expected = expected_keys(cfg);
     let names: BTreeSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();

@@ -105,7 +105,7 @@ pub fn mean_rows(x: Tensor<2>) -> Tensor<2> {
 /// # Shapes
 /// - x: `[R, N]`
 /// - output: (`[R, 1]`, `[R, 1]`)
-pub fn var_mean_rows(x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+fn var_mean_rows(x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     let [_, n] = x.dims();
     let mean = mean_rows(x.clone());
     let var = mean_rows((x - broadcast_rows(mean.clone(), n)).square());

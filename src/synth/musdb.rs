@@ -292,7 +292,7 @@ pub fn write_track(dir: &Path, stems: &Stems) -> Result<()> {
 }
 
 /// Writes a stereo 32-bit float WAV at [`SAMPLE_RATE`] via `.<name>.locosep-tmp` + rename.
-pub fn write_wav_f32(path: &Path, channels: &[Vec<f32>; 2]) -> Result<()> {
+fn write_wav_f32(path: &Path, channels: &[Vec<f32>; 2]) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -323,7 +323,7 @@ pub fn write_wav_f32(path: &Path, channels: &[Vec<f32>; 2]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| SynthError::io(path, e))
 }
 
-/// Reads a stereo float WAV written by [`write_wav_f32`] (for checks and tests).
+/// Reads a stereo float WAV written by `write_wav_f32` (for checks and tests).
 pub fn read_wav_f32(path: &Path) -> Result<[Vec<f32>; 2]> {
     let wav_err = |source| SynthError::Wav {
         path: path.to_path_buf(),

@@ -106,7 +106,7 @@ impl Stems {
     }
 
     /// Largest absolute sample of the mixture.
-    pub fn mixture_peak(&self) -> f32 {
+    fn mixture_peak(&self) -> f32 {
         self.mixture()
             .iter()
             .flatten()
@@ -205,7 +205,7 @@ pub fn render_smf(smf: &Smf, soundfont: &Arc<SoundFont>, opts: &RenderOptions) -
 }
 
 /// Renders a [`Timeline`] built at [`SAMPLE_RATE`].
-pub fn render_timeline(
+fn render_timeline(
     tl: &Timeline,
     soundfont: &Arc<SoundFont>,
     opts: &RenderOptions,

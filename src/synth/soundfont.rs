@@ -24,13 +24,13 @@ pub const SYSTEM_SOUNDFONT: &str = "/usr/share/sounds/sf2/sf_GMbank.sf2";
 
 /// The crate's `assets/` folder as seen at build time (a vendored SoundFont lives in
 /// `assets/soundfonts/`).
-pub fn bundled_assets_dir() -> PathBuf {
+fn bundled_assets_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
 
 /// Resolves the SoundFont to use: `explicit`, then `$LOCOSEP_SOUNDFONT`, then
 /// `<root>/soundfonts/sf_GMbank.sf2` for each of `asset_roots` in order (pass
-/// `crate::assets::asset_roots()`, or `&[]` for [`bundled_assets_dir`] alone), then
+/// `crate::assets::asset_roots()`, or `&[]` for `bundled_assets_dir` alone), then
 /// [`SYSTEM_SOUNDFONT`].
 ///
 /// Errors: [`SynthError::Io`] when an explicit or environment path does not exist,
@@ -51,7 +51,7 @@ pub fn find_soundfont(explicit: Option<&Path>, asset_roots: &[PathBuf]) -> Resul
 }
 
 /// [`find_soundfont`] with the environment value and default list passed in (testable).
-pub(crate) fn find_soundfont_in(
+fn find_soundfont_in(
     explicit: Option<&Path>,
     env_value: Option<OsString>,
     defaults: &[PathBuf],

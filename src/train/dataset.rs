@@ -7,7 +7,7 @@
 //!   the order mixture, drums, bass, other, vocals (each stream's encoder delay is trimmed by
 //!   the decoder's edit-list handling, so stems stay aligned with the mixture);
 //! - a user's own folders of stems: any subset of the four (missing stems are silence), other
-//!   stem files mapped by [`stem_for_name`] (e.g. `lead_vocals.wav` → vocals, `guitar.wav` →
+//!   stem files mapped by `stem_for_name` (e.g. `lead_vocals.wav` → vocals, `guitar.wav` →
 //!   other) and summed; the mixture is the sum of the stems when no `mixture.*` exists.
 //!
 //! WAV files are read by seeking to the segment (hound); other formats (and each stream of a
@@ -60,7 +60,7 @@ pub enum DatasetError {
 
 /// Maps a stem file name (without extension) to one of [`STEMS`], or `None` for files that are
 /// not stems (the mixture, unrelated files).
-pub fn stem_for_name(name: &str) -> Option<usize> {
+fn stem_for_name(name: &str) -> Option<usize> {
     let n = name.to_ascii_lowercase();
     if n == "mixture" || n == "mix" || n == "linear_mixture" {
         return None;

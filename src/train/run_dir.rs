@@ -4,14 +4,14 @@
 //!   run starts (or, for runs from before the marker, a `train.json` and `last/state.json`). `train` writes into an empty or missing folder, into a run, or — only with
 //!   `overwrite` — into any other folder; a non-empty folder that is not a run is refused.
 //! - locosep only ever replaces or deletes names it makes: `best/`, `last/`, `step_NNNNNN/`
-//!   (see [`step_number`]), `train.json`, `curves.png`, the marker and its own hidden temporary
-//!   folders (see [`is_leftover`]).
+//!   (see `step_number`), `train.json`, `curves.png`, the marker and its own hidden temporary
+//!   folders (see `is_leftover`).
 //! - A checkpoint folder is replaced atomically ([`replace_dir`]): the new one is written to a
 //!   temporary sibling, the old one renamed aside, the new one renamed in, and only then the
 //!   aside copy deleted. At every moment the final name holds a complete checkpoint (or the
 //!   old one), never a half-written or missing one.
 //! - `best/` is replaced only by a better validation score than the one stored with it
-//!   ([`best_score`]).
+//!   (`best_score`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ locosep replaces best/, last/ and step_NNNNNN/ in it; other files are left alone
 /// The step number of a step checkpoint folder named by locosep: `step_` followed by the
 /// number zero-padded to (at least) six digits, exactly as `format!("step_{:06}", n)` writes
 /// it. Any other name (`step_ my notes`, `step_1`, `step_0000001`) is `None`.
-pub fn step_number(name: &str) -> Option<usize> {
+fn step_number(name: &str) -> Option<usize> {
     let digits = name.strip_prefix("step_")?;
     if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -160,7 +160,7 @@ pub fn claim_out(out: &Path) -> io::Result<()> {
 
 /// The validation score stored with a checkpoint folder: `best_sdr` of its `state.json`
 /// (finite), else `None`.
-pub fn best_score(dir: &Path) -> Option<f64> {
+fn best_score(dir: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(dir.join("state.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v.get("best_sdr")?.as_f64().filter(|s| s.is_finite())
@@ -238,7 +238,7 @@ pub fn replace_dir(new: &Path, dir: &Path) -> io::Result<()> {
 
 /// Whether `name` is a temporary or aside folder name made by [`temp_dir_for`] /
 /// [`replace_dir`] (`.{best|last|step_NNNNNN}.locosep-{tmp|old}-{pid}-{n}`); returns its pid.
-pub fn is_leftover(name: &str) -> Option<u32> {
+fn is_leftover(name: &str) -> Option<u32> {
     let rest = name.strip_prefix('.')?;
     let (base, tail) = rest.rsplit_once(".locosep-")?;
     if !(base == "best" || base == "last" || step_number(base).is_some()) {
@@ -267,7 +267,7 @@ fn may_be_alive(pid: u32) -> bool {
     }
 }
 
-/// Deletes the temporary folders that a killed run left in `out` (see [`is_leftover`]), unless
+/// Deletes the temporary folders that a killed run left in `out` (see `is_leftover`), unless
 /// their process still runs. Returns how many were removed.
 pub fn clean_leftovers(out: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(out) else {
@@ -288,7 +288,7 @@ pub fn clean_leftovers(out: &Path) -> usize {
 
 /// Deletes the oldest step checkpoints of `out` so that at most `keep` (≥ 1) remain among
 /// those at or before `step` (later ones belong to an earlier, longer run and are left). Only
-/// folders named by [`step_number`] are considered; symlinks and files never.
+/// folders named by `step_number` are considered; symlinks and files never.
 pub fn prune(out: &Path, keep: usize, step: usize) {
     let Ok(rd) = std::fs::read_dir(out) else {
         return;

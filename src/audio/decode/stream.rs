@@ -106,11 +106,6 @@ impl StreamDecoder {
         &self.stats
     }
 
-    /// Frames yielded so far.
-    pub fn frames_emitted(&self) -> u64 {
-        self.emitted
-    }
-
     /// Frames to pre-allocate from the header (at most 10 minutes), when it states them.
     fn reserve_hint(&self) -> Option<usize> {
         let (rate, ch) = self.header;

@@ -165,33 +165,6 @@ fn skip_reason(device: &Device, shape: &BenchShape, mode: Mode, method: Method) 
         .then(|| format!("scores {} MiB", shape.score_bytes() >> 20))
 }
 
-/// The allocator's reserved high-water mark on a cubecl device: over every pool of every
-/// stream, the most pages it ever held times its page size (exact-size pools count their
-/// largest allocation per page). This is device memory the workload really claimed, quantised
-/// to the pools' page sizes (tens of MiB at model shapes), so it is compared with predictions
-/// only where those pages are small next to the peak. Covers the device's whole life: use a
-/// [`fresh_wgpu_device`] per measurement. `None` for non-cubecl devices.
-pub fn reserved_peak_bytes(device: &Device) -> Option<u64> {
-    use burn::cubecl::MemoryPoolKind;
-    let report = crate::kernels::device::memory_report(device)?;
-    let mut total = 0u64;
-    for stream in &report.streams {
-        let pools = &stream.pools;
-        for p in pools
-            .dynamic
-            .iter()
-            .chain([&pools.persistent, &pools.dedicated])
-        {
-            total += match p.kind {
-                MemoryPoolKind::Sliced { page_size, .. }
-                | MemoryPoolKind::Adaptive { page_size, .. } => page_size * p.pages_peak,
-                _ => p.largest_alloc * p.pages_peak,
-            };
-        }
-    }
-    Some(total)
-}
-
 fn is_cube(device: &Device) -> bool {
     crate::kernels::device::cube_device(device).is_some()
 }
@@ -340,19 +313,6 @@ pub fn measure_peak(device: &Device, f: impl FnOnce() + Send) -> Option<u64> {
     )
 }
 
-/// Reserved-bytes growth of the device allocator over `f`, after releasing unused pages.
-/// `None` where the backend reports no pools. Large allocations that the allocator returns
-/// to the driver on release do not show here; prefer [`measure_peak`].
-pub fn measure_growth(device: &Device, f: impl FnOnce()) -> Option<u64> {
-    device.sync().ok()?;
-    device.memory_cleanup();
-    let before = device.memory_pool_usage()?.bytes_reserved;
-    f();
-    device.sync().ok()?;
-    let after = device.memory_pool_usage()?.bytes_reserved;
-    Some(after.saturating_sub(before))
-}
-
 fn fmt_bytes(bytes: Option<u64>) -> String {
     match bytes {
         None => "-".into(),
@@ -370,7 +330,7 @@ fn ratio(x: Option<f64>, base: Option<f64>) -> String {
 
 /// Formats rows as a Markdown table; ratios are relative to the fused row of the same shape
 /// and mode (time: > 1 means slower than fused; memory: > 1 means more than fused).
-pub fn format_table(rows: &[BenchRow]) -> String {
+fn format_table(rows: &[BenchRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -412,7 +372,7 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     s
 }
 
-/// Prints [`format_table`] to stdout.
+/// Prints `format_table` to stdout.
 pub fn print_table(rows: &[BenchRow]) {
     print!("{}", format_table(rows));
 }

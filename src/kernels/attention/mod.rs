@@ -135,7 +135,7 @@ pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4
 /// # Shapes
 ///
 /// `dims` is `[batch, heads, L, d]`.
-pub fn sub_batch_size(dims: [usize; 4], max_score_bytes: Option<usize>) -> usize {
+fn sub_batch_size(dims: [usize; 4], max_score_bytes: Option<usize>) -> usize {
     let [batch, heads, seq, _] = dims;
     let per_item = heads
         .saturating_mul(seq)
