@@ -17,9 +17,11 @@ use crate::model::config::{ModelConfig, builtin_presets, preset};
 use crate::model::state_dict::{StateDict, load_state_dict};
 
 mod bench;
+mod bench_common;
 pub mod bench_memory;
 mod bench_train;
 pub mod export;
+mod gpu_check;
 mod model_check;
 pub mod models;
 mod plan;
