@@ -8,7 +8,7 @@ CARGO ?= cargo
 BIN := target/debug/locosep
 DEMO_SONG := $(firstword $(wildcard assets/demo/*/mixture.wav))
 
-.PHONY: run test deps build fmt bench fuzz package clean-stems
+.PHONY: run test deps build fmt bench gpu-check fuzz package clean-stems
 
 ## deps: install the missing system packages (apt-get, as root or through sudo)
 deps:
@@ -39,6 +39,15 @@ test: deps
 ## bench: the CPU benchmark quoted in the README
 bench: build
 	$(BIN) bench --preset small --seconds 2 --device cpu
+
+## gpu-check: a release build, then the real-GPU check kit's Markdown report (GPU vs CPU parity
+## for every preset, one training step's gradients, planner vs measured memory, throughput,
+## the fused-attention bench) on stdout and in gpu-check.md. Full sizes on a hardware GPU,
+## small shapes on a software adapter (lavapipe); GPU_CHECK_FLAGS=--small forces them.
+GPU_CHECK_FLAGS ?=
+gpu-check: deps
+	$(CARGO) build --release --bin locosep
+	target/release/locosep bench gpu-check $(GPU_CHECK_FLAGS) --report gpu-check.md
 
 ## package: a release build packaged as dist/locosep_<version>_<arch>.deb
 package: deps

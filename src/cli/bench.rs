@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Args;
 
+use super::bench_common::{network_items, print_memory, synthetic_stereo};
 use crate::engine::Separator;
 use crate::engine::device::{DeviceChoice, resolve};
 use crate::memory::sampler::{MemorySampler, process_rss, reset_peak_rss};
@@ -28,7 +29,19 @@ pub struct BenchArgs {
     /// and forward+backward, per preset's frequency-path shape) instead of a whole forward.
     /// `memory`: the planner's predicted peak against the wgpu allocator's measured peak.
     /// `train`: training steps (forward, loss, backward, AdamW) of `--seconds` segments.
+    /// `gpu-check`: the real-GPU check kit's Markdown report (GPU vs CPU parity, gradients,
+    /// planner vs measured memory, throughput, attention; `make gpu-check`).
     pub what: Option<String>,
+    /// With `gpu-check`: small shapes even on a hardware GPU (a software adapter gets them
+    /// anyway).
+    #[arg(long)]
+    pub small: bool,
+    /// With `gpu-check`: only these parts of the report (comma-separated; default all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub part: Vec<super::gpu_check::Part>,
+    /// With `gpu-check`: also write the report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
     /// With `memory`: only the cases whose label contains this text (e.g. `train`).
     #[arg(long)]
     pub only: Option<String>,
@@ -54,10 +67,6 @@ pub struct BenchArgs {
     /// Timed repetitions (the best and the mean are printed).
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
-}
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
 }
 
 /// Runs the benchmark.
@@ -87,10 +96,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             crate::kernels::attention::bench::print_table(&rows);
             return Ok(());
         }
+        Some("gpu-check") => {
+            return super::gpu_check::run(a.small, &a.part, a.report.as_deref());
+        }
         Some("train") => {}
         Some(other) => anyhow::bail!(
             "unknown benchmark `{other}`; use `locosep bench`, `locosep bench train`, \
-             `locosep bench attention` or `locosep bench memory`"
+             `locosep bench attention`, `locosep bench memory` or `locosep bench gpu-check`"
         ),
     }
     let cfg = preset(&a.preset)?.config;
@@ -103,7 +115,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         );
     }
     if a.what.as_deref() == Some("train") {
-        return super::bench_train::run(&a, &cfg);
+        return super::bench_train::run(&cfg, a.seconds, a.repeat, a.device);
     }
     let device = resolve(a.device)?;
     let sd = init_state_dict(&cfg, 0);
@@ -111,28 +123,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     sep.set_max_chunk_bytes((a.chunk_mib > 0).then_some(a.chunk_mib << 20));
     drop(sd);
     let n = ((a.seconds * cfg.sample_rate as f64).round() as usize).max(cfg.n_fft);
-    // Two channels of a synthetic signal (sines + a little noise), as the reference benchmark.
-    let mut seed = 12345u32;
-    let mut noise = move || {
-        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-        (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-    };
-    let chans: Vec<Vec<f32>> = (0..2)
-        .map(|c| {
-            (0..n)
-                .map(|i| {
-                    let t = i as f32 / cfg.sample_rate as f32;
-                    0.3 * (2.0 * std::f32::consts::PI * (220.0 + 110.0 * c as f32) * t).sin()
-                        + 0.05 * noise()
-                })
-                .collect()
-        })
-        .collect();
-    let items: Vec<Vec<Vec<f32>>> = if cfg.audio_channels == 1 {
-        chans.iter().map(|c| vec![c.clone()]).collect()
-    } else {
-        vec![chans.clone()]
-    };
+    let items = network_items(&cfg, &synthetic_stereo(n, cfg.sample_rate));
     // Warm-up on a short clip (kernel compilation, allocator pools).
     let warm: Vec<Vec<Vec<f32>>> = items
         .iter()
@@ -178,30 +169,4 @@ pub fn run(a: BenchArgs) -> Result<()> {
     );
     print_memory(&trace, rss_before, "runs");
     Ok(())
-}
-
-/// The memory lines of a benchmark: the process's RSS high-water mark during the timed `what`
-/// (and the RSS before them), and the allocator's in-use and reserved peaks where the device
-/// has an allocator.
-pub(super) fn print_memory(
-    trace: &crate::memory::sampler::MemoryTrace,
-    rss_before: u64,
-    what: &str,
-) {
-    if let Some(p) = trace.peak_rss {
-        println!(
-            "peak RSS          {} (process high-water mark during the timed {what}; {} before)",
-            mib(p),
-            mib(rss_before)
-        );
-    }
-    if let Some(p) = trace.peak_in_use {
-        println!(
-            "device in use     {} peak (allocator, sampled every 5 ms)",
-            mib(p)
-        );
-    }
-    if let Some(p) = trace.peak_reserved {
-        println!("device reserved   {} peak", mib(p));
-    }
 }

@@ -34,6 +34,12 @@ pub struct MemoryCase {
     pub batch: usize,
     /// Inference, training, or checkpointed training.
     pub mode: Mode,
+    /// Inference: cap on one path sub-batch's working set, bytes (`ForwardOptions::
+    /// max_chunk_bytes` and the planner's `path_chunk_bytes`). `None`, and in training (whose
+    /// step runs each path whole): each path on all its sequences at once.
+    pub chunk_bytes: Option<u64>,
+    /// Checkpointed training: the block inputs in host memory (`train --offload`).
+    pub offload: bool,
 }
 
 impl MemoryCase {
@@ -72,10 +78,16 @@ impl MemoryCase {
             Mode::Training => " train",
             Mode::TrainingCheckpointed => " train-ckpt",
         };
+        if let Some(c) = self.chunk_bytes {
+            s += &format!(" chunk {}", format_bytes(c));
+        }
+        if self.offload {
+            s += " offload";
+        }
         s
     }
 
-    /// The planner's prediction for this case (fused attention, no path sub-batching).
+    /// The planner's prediction for this case (fused attention).
     pub fn predict(&self, calibration: Calibration) -> Result<MemoryPlan> {
         let cfg = self.config()?;
         let mut m = crate::engine::plan::plan_model(&cfg);
@@ -85,6 +97,8 @@ impl MemoryCase {
             song_channels: 1,
             mode: self.mode,
             calibration,
+            path_chunk_bytes: self.chunk_bytes.filter(|_| self.mode == Mode::Inference),
+            offload_checkpoints: self.offload,
             ..PlanRequest::new(&m)
         };
         Ok(plan(&m, &req))
@@ -103,6 +117,8 @@ pub fn default_cases() -> Vec<MemoryCase> {
         n_fft: None,
         batch: 1,
         mode: Mode::Inference,
+        chunk_bytes: None,
+        offload: false,
     };
     let train = MemoryCase {
         seconds: 0.25,
@@ -270,6 +286,7 @@ fn run_case(case: &MemoryCase, cfg: &ModelConfig, device: &Device) -> Result<()>
     );
     let opts = ForwardOptions {
         fused_attention: true,
+        max_chunk_bytes: case.chunk_bytes.map(|b| b as usize),
         ..Default::default()
     };
     if !training {
@@ -279,7 +296,12 @@ fn run_case(case: &MemoryCase, cfg: &ModelConfig, device: &Device) -> Result<()>
         return Ok(());
     }
     use burn::optim::AdamWConfig;
-    let checkpoint = (case.mode == Mode::TrainingCheckpointed).then(Default::default);
+    let checkpoint = (case.mode == Mode::TrainingCheckpointed).then(|| {
+        crate::train::checkpoint::CheckpointOptions {
+            offload: case.offload,
+            ..Default::default()
+        }
+    });
     let kit = crate::train::step::StepKit::new(cfg, Default::default(), checkpoint, &dev)?;
     let sources = cfg.n_sources() * cfg.audio_channels;
     let y = Tensor::<3>::random(

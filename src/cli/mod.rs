@@ -17,9 +17,11 @@ use crate::engine::{CancelToken, EngineError, ModelChoice, SeparateParams, Separ
 use crate::model::config::builtin_presets;
 
 mod bench;
+mod bench_common;
 pub mod bench_memory;
 mod bench_train;
 pub mod export;
+mod gpu_check;
 mod model_check;
 pub mod models;
 mod plan;

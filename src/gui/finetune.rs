@@ -1,14 +1,19 @@
 //! The Fine-tune tab: pick the data, output folder, preset (or a checkpoint to start from) and
 //! steps; start, stop and resume a run on the training worker (`train::worker`, reached only
-//! through its message enums); watch the loss, the validation SDR and the process memory live.
-//! When a run ends its checkpoint is added to the preset picker by the app.
+//! through its message enums); watch the loss, the validation SDR and the memory live (the
+//! device allocator's while training on a GPU, the process's on the CPU) against the
+//! planner's predicted peak for the form's settings. When a run ends its checkpoint is added
+//! to the preset picker by the app.
 
 use eframe::egui;
 use egui::{Color32, Pos2, RichText, Sense, Shape, Stroke, Ui, Vec2};
 use std::path::PathBuf;
 
 use super::memory_graph::MemoryGraph;
-use crate::train::trainer::{StepLog, TrainEvent, ValidLog};
+use crate::memory::planner::{
+    AttentionStrategy, Calibration, MemoryPlan, Mode, PlanRequest, format_bytes, plan,
+};
+use crate::train::trainer::{MAX_BATCH, StepLog, TrainEvent, ValidLog};
 use crate::train::worker::TrainUpdate;
 
 const LOSS: Color32 = Color32::from_rgb(90, 170, 255);
@@ -32,6 +37,12 @@ pub struct FineTuneForm {
     pub steps: usize,
     /// Training segment length (s).
     pub segment: f64,
+    /// Segments per step.
+    pub batch: usize,
+    /// Per-block activation checkpointing (less memory, a second forward per block).
+    pub checkpointing: bool,
+    /// With checkpointing: keep the block inputs in host memory.
+    pub offload: bool,
     /// Validate and save every N steps.
     pub every: usize,
     /// Train with the plain (scale-dependent) SDR loss instead of the seed's SI-SDR, so the
@@ -78,12 +89,83 @@ impl Default for FineTuneForm {
             from: String::new(),
             steps: 500,
             segment: 1.0,
+            batch: 1,
+            checkpointing: false,
+            offload: false,
             every: 50,
             sdr_loss: true,
             device: crate::engine::DeviceChoice::Auto,
             overwrite: false,
         }
     }
+}
+
+/// What the planner is asked for a form: every setting that changes the training peak.
+#[derive(Debug, Clone, PartialEq)]
+struct PlanKey {
+    preset: String,
+    segment: f64,
+    batch: usize,
+    checkpointing: bool,
+    offload: bool,
+    /// Training on a GPU (fused attention) rather than the CPU (materialised scores).
+    gpu: bool,
+}
+
+impl PlanKey {
+    fn of(form: &FineTuneForm, gpu: bool) -> Self {
+        Self {
+            preset: form.preset.clone(),
+            segment: form.segment,
+            batch: form.batch,
+            checkpointing: form.checkpointing,
+            offload: form.checkpointing && form.offload,
+            gpu,
+        }
+    }
+
+    /// The planner's peak of one training step with these settings, or why there is none.
+    fn plan(&self) -> Result<MemoryPlan, String> {
+        let cfg = crate::model::config::preset(&self.preset)
+            .map_err(|e| e.to_string())?
+            .config;
+        let mut model = crate::engine::plan::plan_model(&cfg);
+        // As the trainer cuts segments: at least one STFT window.
+        model.segment_samples =
+            ((self.segment * cfg.sample_rate as f64).round() as usize).max(cfg.n_fft);
+        let req = PlanRequest {
+            batch: self.batch.max(1),
+            // Training segments are stereo (two mono items each for a mono model).
+            song_channels: 2,
+            mode: if self.checkpointing {
+                Mode::TrainingCheckpointed
+            } else {
+                Mode::Training
+            },
+            // The step's attention: the fused kernel on wgpu, plain ops (whole score tensors)
+            // on the CPU.
+            attention: if self.gpu {
+                AttentionStrategy::Fused
+            } else {
+                AttentionStrategy::Materialized
+            },
+            offload_checkpoints: self.offload,
+            calibration: if self.gpu {
+                Calibration::WGPU
+            } else {
+                Calibration::FLEX
+            },
+            ..PlanRequest::new(&model)
+        };
+        Ok(plan(&model, &req))
+    }
+}
+
+/// The planner's answer for the settings it was asked with (kept until they change).
+#[derive(Debug, Clone)]
+struct Prediction {
+    key: PlanKey,
+    plan: Result<MemoryPlan, String>,
 }
 
 /// Which text field a Browse button fills.
@@ -139,6 +221,10 @@ pub struct FineTunePanel {
     steps: Vec<StepLog>,
     valid: Vec<ValidLog>,
     memory: MemoryGraph,
+    /// Whether the run's memory readings come from a device allocator (else the process).
+    device_memory: bool,
+    /// The planner's peak for the form as last drawn.
+    prediction: Option<Prediction>,
     messages: Vec<String>,
     /// Validation songs of the current run, once the worker said how many.
     valid_tracks: Option<usize>,
@@ -156,6 +242,8 @@ impl FineTunePanel {
             steps: Vec::new(),
             valid: Vec::new(),
             memory: MemoryGraph::default(),
+            device_memory: false,
+            prediction: None,
             messages: Vec::new(),
             valid_tracks: None,
             offer: None,
@@ -182,8 +270,97 @@ impl FineTunePanel {
         self.steps.clear();
         self.valid.clear();
         self.memory.clear();
+        self.device_memory = false;
+        // The form is the run's: its prediction is the graph's reference line.
+        self.memory.prediction = self.predicted_peak();
         self.messages.clear();
         self.valid_tracks = None;
+    }
+
+    /// The planner's predicted peak for the form as last drawn, bytes.
+    pub fn predicted_peak(&self) -> Option<u64> {
+        self.prediction
+            .as_ref()
+            .and_then(|p| p.plan.as_ref().ok())
+            .map(|p| p.peak_bytes)
+    }
+
+    /// The predicted peak drawn on the run's memory graph, bytes.
+    pub fn memory_prediction(&self) -> Option<u64> {
+        self.memory.prediction
+    }
+
+    /// Plans the form's settings when they differ from the last planned ones (drawn every
+    /// frame; planned once per change).
+    fn refresh_prediction(&mut self, gpu: bool) {
+        let key = PlanKey::of(&self.form, gpu);
+        if self.prediction.as_ref().is_some_and(|p| p.key == key) {
+            return;
+        }
+        let plan = key.plan();
+        self.prediction = Some(Prediction { key, plan });
+    }
+
+    /// The predicted peak line and, folded, where its bytes go.
+    fn show_prediction(&self, ui: &mut Ui) {
+        let Some(p) = &self.prediction else {
+            return;
+        };
+        let plan = match &p.plan {
+            Ok(plan) => plan,
+            Err(e) => {
+                ui.label(format!("Predicted training peak: unknown ({e})"));
+                return;
+            }
+        };
+        let on = if p.key.gpu {
+            "GPU memory"
+        } else {
+            "memory (CPU)"
+        };
+        ui.label(format!(
+            "Predicted training peak: {} of {on} ({}, batch {}, {:.2} s segments)",
+            format_bytes(plan.peak_bytes),
+            plan.request.mode,
+            p.key.batch,
+            p.key.segment
+        ))
+        .on_hover_text(
+            "The memory planner's peak for one training step with these settings: weights, \
+             AdamW moments, gradients and the activations the backward keeps",
+        );
+        egui::CollapsingHeader::new("Where the predicted peak goes")
+            .id_salt("finetune plan breakdown")
+            .show(ui, |ui| {
+                egui::Grid::new("finetune plan table")
+                    .num_columns(2)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (category, bytes) in &plan.breakdown {
+                            ui.label(category.label());
+                            ui.label(format_bytes(*bytes));
+                            ui.end_row();
+                        }
+                    });
+                ui.label(RichText::new(format!("peak during {}", plan.peak_phase)).small());
+                ui.label(
+                    RichText::new(format!(
+                        "largest allocation {}: {}",
+                        format_bytes(plan.largest_allocation_bytes),
+                        plan.largest_allocation
+                    ))
+                    .small(),
+                );
+                if plan.offloaded_bytes > 0 {
+                    ui.label(
+                        RichText::new(format!(
+                            "block inputs in host memory: {}",
+                            format_bytes(plan.offloaded_bytes)
+                        ))
+                        .small(),
+                    );
+                }
+            });
     }
 
     /// The offered run became the Separate model: stop offering it.
@@ -241,7 +418,10 @@ impl FineTunePanel {
                 }
                 self.messages.push(m.clone())
             }
-            TrainUpdate::Memory(s) => self.memory.push(*s),
+            TrainUpdate::Memory(s) => {
+                self.device_memory |= s.in_use.is_some();
+                self.memory.push(*s)
+            }
             TrainUpdate::Finished {
                 steps,
                 config,
@@ -262,8 +442,9 @@ impl FineTunePanel {
         }
     }
 
-    /// Draws the tab; returns what the user asked for.
-    pub fn show(&mut self, ui: &mut Ui, presets: &[String]) -> Option<FineTuneAction> {
+    /// Draws the tab; returns what the user asked for. `gpu`: whether the form's device
+    /// trains on a GPU (what the predicted peak assumes).
+    pub fn show(&mut self, ui: &mut Ui, presets: &[String], gpu: bool) -> Option<FineTuneAction> {
         let mut action = None;
         ui.heading("Fine-tune");
         ui.label(
@@ -337,6 +518,24 @@ impl FineTunePanel {
                     )
                     .labelled_by(l.id);
                     ui.end_row();
+                    let l = ui.label("Batch");
+                    ui.add(egui::DragValue::new(&mut f.batch).range(1..=MAX_BATCH))
+                        .labelled_by(l.id)
+                        .on_hover_text("Segments per step");
+                    ui.end_row();
+                    ui.label("Checkpointing");
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut f.checkpointing, "recompute each block in the backward")
+                            .on_hover_text(
+                                "Keeps only each block's input for the backward, which runs each \
+                                 block's forward again: less memory, more time per step",
+                            );
+                        ui.add_enabled(
+                            f.checkpointing,
+                            egui::Checkbox::new(&mut f.offload, "block inputs in host memory"),
+                        );
+                    });
+                    ui.end_row();
                     let l = ui.label("Validate + save every");
                     ui.add(egui::DragValue::new(&mut f.every).range(1..=100_000))
                         .labelled_by(l.id);
@@ -378,6 +577,9 @@ impl FineTunePanel {
                     ui.end_row();
                 });
         });
+        // After the form: a change made this frame is planned this frame.
+        self.refresh_prediction(gpu);
+        self.show_prediction(ui);
         ui.horizontal(|ui| {
             let ready = !busy && !self.form.data.trim().is_empty() && !self.form.out.is_empty();
             if ui
@@ -479,12 +681,14 @@ impl FineTunePanel {
             let why = self.validation_note();
             chart(&mut cols[1], "sdr curve", &sdr, SDR, 150.0, &why);
         });
+        let what = if self.device_memory {
+            "Device memory in use (allocator)"
+        } else {
+            "Process memory"
+        };
         ui.label(match self.memory.peak() {
-            Some(p) => format!(
-                "Process memory (peak {})",
-                crate::memory::planner::format_bytes(p)
-            ),
-            None => "Process memory".into(),
+            Some(p) => format!("{what} (peak {})", format_bytes(p)),
+            None => what.into(),
         });
         self.memory.show(ui, 90.0);
         for m in &self.messages {

@@ -63,7 +63,8 @@ pub enum TrainUpdate {
     },
     /// Progress of the run (steps, validations, checkpoints, messages).
     Event(TrainEvent),
-    /// Process memory while training (sampled every 500 ms).
+    /// Memory while training, sampled every 500 ms: on a GPU the device allocator's in-use
+    /// and reserved bytes, and always the process's resident set.
     Memory(MemorySample),
     /// The run ended (all steps done, or stopped) with its checkpoint written.
     Finished {
@@ -169,11 +170,13 @@ fn run(
         steps: cfg.steps,
     });
     let (mem_tx, mem_rx) = MemorySampler::channel();
-    let sampler = MemorySampler::start(
-        burn::tensor::Device::flex(),
-        Duration::from_millis(500),
-        Some(mem_tx),
-    );
+    // The device the trainer picks for the same choice (one device per adapter: its allocator
+    // is the one training uses). Where none resolves the trainer says why; the process is
+    // sampled meanwhile.
+    let device = crate::engine::device::resolve(cfg.device)
+        .map(|d| d.device)
+        .unwrap_or_else(|_| burn::tensor::Device::flex());
+    let sampler = MemorySampler::start(device, Duration::from_millis(500), Some(mem_tx));
     let forward = {
         let send = send.clone();
         std::thread::spawn(move || {

@@ -223,6 +223,11 @@ impl LocosepApp {
         self.finetune.logged_steps()
     }
 
+    /// The predicted peak the Fine-tune tab's memory graph shows, bytes.
+    pub fn finetune_predicted_peak(&self) -> Option<u64> {
+        self.finetune.memory_prediction()
+    }
+
     /// The mixer state (what the audio thread is told).
     pub fn mixer(&self) -> &MixerState {
         &self.mixer
@@ -408,7 +413,8 @@ impl eframe::App for LocosepApp {
                 Tab::FineTune => {
                     if self.trainer.is_some() {
                         let names = self.presets.names();
-                        if let Some(action) = self.finetune.show(ui, &names) {
+                        let gpu = self.presets.fused(self.finetune.form.device);
+                        if let Some(action) = self.finetune.show(ui, &names, gpu) {
                             cmds.push(Command::FineTune(action));
                         }
                         if self.finetune.is_running() {

@@ -577,6 +577,108 @@ fn fine_tune_tab_starts_stops_and_offers_the_model_without_switching() {
     );
 }
 
+/// The Fine-tune tab shows the planner's predicted peak of a training step for its settings
+/// (planned again when the segment or checkpointing changes), draws it on the memory graph
+/// of the run, and says when the graph shows the device allocator rather than the process.
+#[test]
+fn fine_tune_tab_predicts_the_training_peak_for_its_settings() {
+    use crate::memory::planner::{AttentionStrategy, Mode, PlanRequest, format_bytes, plan};
+    use crate::train::worker::{TrainCommand, TrainUpdate};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = AppOptions {
+        settings_path: Some(settings_file(dir.path(), |_| {})),
+        ..Default::default()
+    };
+    let (cmd_tx, _cmd_rx) = channel();
+    let (_ev_tx, ev_rx) = channel();
+    let (train_tx, train_rx) = channel();
+    let (up_tx, up_rx) = channel();
+    let mut h = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe(move |cc| {
+            LocosepApp::new(&cc.egui_ctx, None, cmd_tx, ev_rx, options)
+                .with_trainer(train_tx, up_rx)
+        });
+    h.get_by_label("Fine-tune").click();
+    {
+        let form = h.state_mut().finetune_form_mut();
+        form.device = crate::engine::DeviceChoice::Cpu;
+        form.data = "/data/my-stems".into();
+        form.out = "/runs/mine".into();
+        form.segment = 1.0;
+    }
+    h.run_ok();
+    // The planner asked directly: `demo`, one stereo segment (two mono items), CPU attention.
+    let expected = |segment: f64, mode: Mode| {
+        let cfg = crate::model::config::preset("demo").unwrap().config;
+        let mut m = crate::engine::plan::plan_model(&cfg);
+        m.segment_samples = (segment * cfg.sample_rate as f64).round() as usize;
+        let req = PlanRequest {
+            song_channels: 2,
+            mode,
+            attention: AttentionStrategy::Materialized,
+            ..PlanRequest::new(&m)
+        };
+        plan(&m, &req).peak_bytes
+    };
+    let line = |peak: u64, mode: &str, segment: &str| {
+        format!(
+            "Predicted training peak: {} of memory (CPU) ({mode}, batch 1, {segment} s segments)",
+            format_bytes(peak)
+        )
+    };
+    let one = expected(1.0, Mode::Training);
+    let two = expected(2.0, Mode::Training);
+    let ckpt = expected(2.0, Mode::TrainingCheckpointed);
+    assert!(one < two && ckpt < two, "{one} {two} {ckpt}");
+    h.get_by_label(&line(one, "training", "1.00"));
+    h.state_mut().finetune_form_mut().segment = 2.0;
+    h.run_ok();
+    h.get_by_label(&line(two, "training", "2.00"));
+    assert!(
+        h.query_by_label(&line(one, "training", "1.00")).is_none(),
+        "the old prediction is gone"
+    );
+    h.state_mut().finetune_form_mut().checkpointing = true;
+    h.run_ok();
+    h.get_by_label(&line(ckpt, "training (checkpointed)", "2.00"));
+    h.get_by_label("Where the predicted peak goes").click();
+    h.run_ok();
+    h.get_by_label("weights");
+    h.get_by_label("optimizer (AdamW moments)");
+    // The run draws the prediction; readings with allocator figures (what a GPU run sends)
+    // make the graph say it shows the device.
+    h.get_by_label("Start training").click();
+    h.run_ok();
+    match train_rx.recv_timeout(Duration::from_secs(2)) {
+        Ok(TrainCommand::Start { config, .. }) => {
+            assert!(config.checkpointing);
+            assert_eq!((config.batch, config.segment_seconds), (1, 2.0));
+        }
+        other => panic!("expected Start, got {other:?}"),
+    }
+    assert_eq!(h.state().finetune_predicted_peak(), Some(ckpt));
+    up_tx
+        .send(TrainUpdate::Started {
+            out: "/runs/mine".into(),
+            steps: 500,
+        })
+        .unwrap();
+    up_tx
+        .send(TrainUpdate::Memory(MemorySample {
+            t: 0.5,
+            in_use: Some(ckpt / 2),
+            reserved: Some(ckpt),
+            rss: Some(400 << 20),
+        }))
+        .unwrap();
+    h.run_ok();
+    h.get_by_label(&format!(
+        "Device memory in use (allocator) (peak {})",
+        format_bytes(ckpt / 2)
+    ));
+}
+
 /// A file dropped on the window with a path, as winit reports drops.
 #[derive(Debug)]
 struct Dropped(PathBuf);
