@@ -330,7 +330,7 @@ fn ratio(x: Option<f64>, base: Option<f64>) -> String {
 
 /// Formats rows as a Markdown table; ratios are relative to the fused row of the same shape
 /// and mode (time: > 1 means slower than fused; memory: > 1 means more than fused).
-fn format_table(rows: &[BenchRow]) -> String {
+pub fn format_table(rows: &[BenchRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
