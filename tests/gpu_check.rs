@@ -84,5 +84,9 @@ fn gpu_check_refuses_without_an_adapter() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs a wgpu adapter"), "{err}");
+    assert!(
+        !err.contains("--device cpu"),
+        "no advice that does not apply here: {err}"
+    );
     assert!(out.stdout.is_empty(), "no report without a GPU");
 }

@@ -213,8 +213,13 @@ pub fn run(small: bool, parts: &[Part], report: Option<&Path>) -> Result<()> {
     } else {
         None
     };
-    let gpu = resolve(DeviceChoice::Gpu).map_err(|e| {
-        anyhow!("`bench gpu-check` compares the GPU with the CPU and needs a wgpu adapter: {e}")
+    // Not DeviceError's own text: its advice to run with `--device cpu` makes no sense here.
+    let gpu = resolve(DeviceChoice::Gpu).map_err(|_| {
+        anyhow!(
+            "`bench gpu-check` compares the GPU with the CPU and needs a wgpu adapter, but wgpu \
+             sees no Vulkan, Metal or DX12 device. Install your GPU's Vulkan driver (on Debian: \
+             mesa-vulkan-drivers for AMD/Intel, the NVIDIA driver for NVIDIA)"
+        )
     })?;
     let hardware = wgpu_adapters()
         .iter()
