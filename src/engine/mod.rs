@@ -5,6 +5,7 @@ mod chunk_stream;
 pub mod css;
 pub mod device;
 pub mod export;
+pub mod loaded;
 pub mod messages;
 pub mod params;
 pub mod plan;
