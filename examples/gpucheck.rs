@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use locosep::model::config::ModelConfig;
 use locosep::model::loader::from_state_dict;
-use locosep::model::network::ForwardOptions;
+use locosep::model::network::{AttentionImpl, ForwardOptions};
 use locosep::model::state_dict::load_state_dict;
 
 fn main() {
@@ -14,6 +14,15 @@ fn main() {
     let gpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
     let net_c = from_state_dict(&cfg, &sd, &cpu).unwrap();
     let net_g = from_state_dict(&cfg, &sd, &gpu).unwrap();
+    let host_c = net_c.host_network();
+    let host_opts = ForwardOptions {
+        attention: AttentionImpl::kernels(host_c.as_ref()),
+        ..Default::default()
+    };
+    let fused = ForwardOptions {
+        attention: AttentionImpl::Fused,
+        ..Default::default()
+    };
     println!(
         "largest allocation on the GPU: {:?} bytes",
         locosep::kernels::device::max_allocation_bytes(&gpu)
@@ -26,18 +35,12 @@ fn main() {
             &cpu,
         );
         let want: Vec<f32> = net_c
-            .forward(x.clone(), ForwardOptions::default())
+            .forward(x.clone(), host_opts)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
         let ops: Vec<f32> = net_c
-            .forward(
-                x.clone(),
-                ForwardOptions {
-                    burn_ops_only: true,
-                    ..Default::default()
-                },
-            )
+            .forward(x.clone(), fused)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
@@ -47,14 +50,8 @@ fn main() {
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         println!("T={t} flex burn-ops vs flex host: max diff {d:.3e}");
         let xg = Tensor::<4>::from_data(x.clone().into_data(), &gpu);
-        let (_, tc) = net_c.forward_with_taps(
-            x.clone(),
-            ForwardOptions {
-                burn_ops_only: true,
-                ..Default::default()
-            },
-        );
-        let (_, tg) = net_g.forward_with_taps(xg.clone(), ForwardOptions::default());
+        let (_, tc) = net_c.forward_with_taps(x.clone(), fused);
+        let (_, tg) = net_g.forward_with_taps(xg.clone(), fused);
         for ((n, a), (_, b)) in tc.into_iter().zip(tg) {
             let a: Vec<f32> = a.into_data().try_to_vec::<f32>().unwrap();
             let b: Vec<f32> = b.into_data().try_to_vec::<f32>().unwrap();
@@ -68,29 +65,22 @@ fn main() {
             (
                 "fused",
                 ForwardOptions {
-                    fused_attention: true,
                     max_chunk_bytes: Some(256 << 20),
-                    ..Default::default()
+                    ..fused
                 },
             ),
+            ("fused-nochunk", fused),
             (
-                "fused-nochunk",
+                "reference-chunked",
                 ForwardOptions {
-                    fused_attention: true,
-                    ..Default::default()
-                },
-            ),
-            (
-                "plain",
-                ForwardOptions {
-                    fused_attention: false,
-                    ..Default::default()
+                    max_chunk_bytes: Some(256 << 20),
+                    attention: AttentionImpl::Reference,
                 },
             ),
             (
                 "reference",
                 ForwardOptions {
-                    reference_attention: true,
+                    attention: AttentionImpl::Reference,
                     ..Default::default()
                 },
             ),

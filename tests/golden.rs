@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use locosep::model::config::ModelConfig;
 use locosep::model::loader::from_state_dict;
-use locosep::model::network::ForwardOptions;
+use locosep::model::network::{AttentionImpl, ForwardOptions};
 use locosep::model::state_dict::{StateDict, TensorF32, load_state_dict, read_safetensors};
 
 mod common;
@@ -27,20 +27,27 @@ fn spec_input(tensors: &StateDict, prefix: &str, device: &Device) -> Tensor<4> {
     Tensor::stack(vec![re, im], 1)
 }
 
-/// Runs the network on a fixture folder and checks every tap and the outputs.
+/// Runs the network on a fixture folder and checks every tap and the outputs, with `opts`, or
+/// (`None`) with what a separation uses on `device`: the host blocks on flex, the fused kernel
+/// on wgpu.
 fn check_folder(
     folder: &str,
     weights: &str,
     input: &str,
     out_prefix: &str,
     device: &Device,
-    opts: ForwardOptions,
+    opts: Option<ForwardOptions<'static>>,
 ) {
     let dir = fixtures().join(folder);
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let sd = load_state_dict(&dir.join(weights)).unwrap();
     let net = from_state_dict(&cfg, &sd, device).unwrap();
     let tensors = read_safetensors(&dir.join("tensors.safetensors")).unwrap();
+    let host = net.host_network();
+    let opts = opts.unwrap_or(ForwardOptions {
+        attention: AttentionImpl::kernels(host.as_ref()),
+        ..Default::default()
+    });
     let (out, taps) = net.forward_with_taps(spec_input(&tensors, input, device), opts);
     let mut report = vec![];
     for (name, t) in taps {
@@ -88,14 +95,7 @@ fn tiny_separator_all_taps_all_weight_formats() {
     for (dev_name, device) in devices() {
         for weights in ["weights.safetensors", "espnet_checkpoint.pth"] {
             eprintln!("tiny-separator {weights} on {dev_name}");
-            check_folder(
-                "tiny-separator",
-                weights,
-                "input",
-                "output",
-                &device,
-                ForwardOptions::default(),
-            );
+            check_folder("tiny-separator", weights, "input", "output", &device, None);
         }
     }
 }
@@ -105,14 +105,7 @@ fn mss_tiny_network_all_weight_formats() {
     for (dev_name, device) in devices() {
         for weights in ["weights.safetensors", "checkpoint.pth"] {
             eprintln!("mss-tiny {weights} on {dev_name}");
-            check_folder(
-                "mss-tiny",
-                weights,
-                "stft",
-                "separated",
-                &device,
-                ForwardOptions::default(),
-            );
+            check_folder("mss-tiny", weights, "stft", "separated", &device, None);
         }
     }
 }
@@ -122,9 +115,7 @@ fn sub_batched_paths_match_one_batch() {
     // 2 KiB per chunk forces many sub-batches on both paths; the result must not change.
     let opts = ForwardOptions {
         max_chunk_bytes: Some(2048),
-        fused_attention: false,
-        burn_ops_only: true,
-        reference_attention: false,
+        attention: AttentionImpl::Fused,
     };
     check_folder(
         "tiny-separator",
@@ -132,7 +123,7 @@ fn sub_batched_paths_match_one_batch() {
         "input",
         "output",
         &Device::flex(),
-        opts,
+        Some(opts),
     );
 }
 
@@ -185,7 +176,11 @@ fn whole_model_forward_and_backward_kernels_match_reference() {
             let net = from_state_dict(&cfg, &sd, &ad).unwrap();
             let x = spec_input(&tensors, "input", &ad).require_grad();
             let opts = ForwardOptions {
-                reference_attention: reference,
+                attention: if reference {
+                    AttentionImpl::Reference
+                } else {
+                    AttentionImpl::Fused
+                },
                 ..Default::default()
             };
             let out = net.forward(x.clone(), opts);

@@ -12,7 +12,7 @@ use locosep::engine::{CancelToken, SeparateParams, Separator};
 use locosep::model::config::ModelConfig;
 use locosep::model::folder::find_model_files;
 use locosep::model::loader::from_state_dict;
-use locosep::model::network::ForwardOptions;
+use locosep::model::network::{AttentionImpl, ForwardOptions};
 use locosep::model::state_dict::{StateDict, load_state_dict, read_safetensors};
 
 mod common;
@@ -43,14 +43,25 @@ fn spec_input(tensors: &StateDict, m: usize, device: &Device) -> Tensor<4> {
     Tensor::cat(vec![re, im], 1)
 }
 
-/// Runs a spectral fixture folder and checks every stored tensor.
-fn check_spectral(folder: &str, weights: &str, device: &Device, opts: ForwardOptions) {
+/// Runs a spectral fixture folder and checks every stored tensor, with `opts`, or (`None`) with
+/// what a separation uses on `device`: the host blocks on flex, the fused kernel on wgpu.
+fn check_spectral(
+    folder: &str,
+    weights: &str,
+    device: &Device,
+    opts: Option<ForwardOptions<'static>>,
+) {
     let dir = fixtures().join(folder);
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let sd = load_state_dict(dir.join(weights)).unwrap();
     let net = from_state_dict(&cfg, &sd, device).unwrap();
     let tensors = read_safetensors(dir.join("tensors.safetensors")).unwrap();
     let m = cfg.audio_channels;
+    let host = net.host_network();
+    let opts = opts.unwrap_or(ForwardOptions {
+        attention: AttentionImpl::kernels(host.as_ref()),
+        ..Default::default()
+    });
     let (out, taps) = net.forward_with_taps(spec_input(&tensors, m, device), opts);
     let mut report = vec![];
     for (name, t) in taps {
@@ -83,7 +94,7 @@ fn merl_bs_locoformer_mono_mask_every_tap_every_weight_file() {
     for (dev, device) in devices() {
         for weights in ["weights.safetensors", "checkpoint.pth"] {
             eprintln!("bs-mono-mask {weights} on {dev}");
-            check_spectral("bs-mono-mask", weights, &device, ForwardOptions::default());
+            check_spectral("bs-mono-mask", weights, &device, None);
         }
     }
 }
@@ -92,12 +103,7 @@ fn merl_bs_locoformer_mono_mask_every_tap_every_weight_file() {
 fn merl_bs_locoformer_stereo_mapping_every_tap() {
     for (dev, device) in devices() {
         eprintln!("bs-stereo-map on {dev}");
-        check_spectral(
-            "bs-stereo-map",
-            "weights.safetensors",
-            &device,
-            ForwardOptions::default(),
-        );
+        check_spectral("bs-stereo-map", "weights.safetensors", &device, None);
     }
 }
 
@@ -106,16 +112,16 @@ fn layernorm_tf_locoformer_matches_on_both_paths_and_weight_files() {
     for (dev, device) in devices() {
         for weights in ["weights.safetensors", "espnet_checkpoint.pth"] {
             eprintln!("tf-layernorm {weights} on {dev}");
-            check_spectral("tf-layernorm", weights, &device, ForwardOptions::default());
+            check_spectral("tf-layernorm", weights, &device, None);
             // The burn-ops blocks too (flex otherwise runs the host path).
             check_spectral(
                 "tf-layernorm",
                 weights,
                 &device,
-                ForwardOptions {
-                    burn_ops_only: true,
+                Some(ForwardOptions {
+                    attention: AttentionImpl::Fused,
                     ..Default::default()
-                },
+                }),
             );
         }
     }
@@ -201,7 +207,12 @@ fn mixit_network_taps_of_the_first_segment() {
         }
     }
     let x = Tensor::<4>::from_data(TensorData::new(input, [1, 2 * m, t, f]), &device);
-    let (_, taps) = net.forward_with_taps(x, ForwardOptions::default());
+    let host = net.host_network().expect("the CPU runs the host blocks");
+    let opts = ForwardOptions {
+        attention: AttentionImpl::Host(&host),
+        ..Default::default()
+    };
+    let (_, taps) = net.forward_with_taps(x, opts);
     let mut checked = 0;
     for (name, t) in taps {
         if let Some(want) = tensors.get(&name) {

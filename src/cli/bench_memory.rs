@@ -15,7 +15,7 @@ use crate::memory::planner::{Calibration, MemoryPlan, Mode, PlanRequest, format_
 use crate::memory::probe::AllocatorProbe;
 use crate::model::config::{ModelConfig, preset};
 use crate::model::loader::{from_state_dict, init_state_dict};
-use crate::model::network::ForwardOptions;
+use crate::model::network::{AttentionImpl, ForwardOptions};
 
 /// One measured configuration: a preset with some dimensions changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,7 +285,7 @@ fn run_case(case: &MemoryCase, cfg: &ModelConfig, device: &Device) -> Result<()>
         &dev,
     );
     let opts = ForwardOptions {
-        fused_attention: true,
+        attention: AttentionImpl::Fused,
         max_chunk_bytes: case.chunk_bytes.map(|b| b as usize),
         ..Default::default()
     };

@@ -156,7 +156,7 @@ fn spectral(
     let im = Tensor::<4>::from_data(TensorData::new(im.data.clone(), [b, m, t, f]), dev);
     let (y, taps) = sep
         .network()
-        .forward_with_taps(Tensor::cat(vec![re, im], 1), Default::default());
+        .forward_with_taps(Tensor::cat(vec![re, im], 1), sep.forward_options());
     let s = cfg.n_sources();
     let y = y.reshape([b, s, m, 2, t, f]);
     let shape = |lead: &[usize]| -> Vec<usize> {

@@ -1,12 +1,13 @@
 //! [`ChunkStream`]: the chunk-level core of a streamed separation (chunk plan, batches,
-//! network, overlap-add, draining), fed at the model's rate by [`Separator::separate_stream`].
+//! network, overlap-add, draining), fed at the model's rate by
+//! [`Separator::separate_stream`](super::Separator::separate_stream).
 
 use crate::dsp::chunk::ChunkPlan;
 use crate::dsp::ola::OverlapAdd;
 
 use super::EngineError;
+use super::device_model::DeviceModel;
 use super::params::{CancelToken, SeparateParams};
-use super::separator::Separator;
 
 /// The chunk-level part of a streamed separation at the model's rate: collects input until a
 /// batch of chunks is complete, runs it, overlap-adds, and emits every sample no later chunk
@@ -18,7 +19,7 @@ use super::separator::Separator;
 /// same fixed groups `[k·batch, (k+1)·batch)` as a one-shot run, so results do not depend on
 /// how the input was split.
 pub(super) struct ChunkStream<'a> {
-    sep: &'a Separator,
+    sep: &'a DeviceModel,
     plan: ChunkPlan,
     batch: usize,
     in_channels: usize,
@@ -33,7 +34,7 @@ pub(super) struct ChunkStream<'a> {
 
 impl<'a> ChunkStream<'a> {
     pub(super) fn new(
-        sep: &'a Separator,
+        sep: &'a DeviceModel,
         params: &SeparateParams,
         len: usize,
         in_channels: usize,

@@ -4,17 +4,18 @@
 //! 1. the whole mixture is divided by its STFT-power scale (per channel);
 //! 2. it is cut into segments of `css_segment_size` seconds every `css_shift_size` seconds, the
 //!    last one zero-padded; each runs through the wrapper's forward (its own power scale, STFT,
-//!    `N // hop` frames, network, iSTFT, × scale — [`Separator::forward_waveforms`]);
+//!    `N // hop` frames, network, iSTFT, × scale — [`DeviceModel::forward_waveforms`]);
 //! 3. overlaps are averaged 50/50 with what came before (no window), the rest appended;
 //! 4. the result is multiplied by the mixture's scale.
 //!
 //! A song no longer than one segment runs as one piece, unpadded.
 
-use crate::dsp::stft::Stft;
 use crate::model::config::CssParams;
 
 use super::EngineError;
-use super::separator::{CancelToken, Separator};
+use super::device_model::DeviceModel;
+pub use super::device_model::{power_scale, power_scale_of};
+use super::params::CancelToken;
 
 /// Where the segments of a song lie (pure geometry).
 ///
@@ -104,31 +105,13 @@ impl CssPlan {
     }
 }
 
-/// `sqrt(mean over frames and bins of max(|X|², 1e-15))` of one channel's STFT: mixit-mss's
-/// normalisation scale.
-pub fn power_scale(stft: &Stft, x: &[f32]) -> Result<f32, EngineError> {
-    let (mut re, mut im) = (Vec::new(), Vec::new());
-    stft.forward(x, &mut re, &mut im)?;
-    Ok(power_scale_of(&re, &im))
-}
-
-/// [`power_scale`] of a spectrum given as real and imaginary parts.
-pub fn power_scale_of(re: &[f32], im: &[f32]) -> f32 {
-    let sum: f64 = re
-        .iter()
-        .zip(im)
-        .map(|(a, b)| f64::from((a * a + b * b).max(1e-15)))
-        .sum();
-    (sum / re.len().max(1) as f64).sqrt() as f32
-}
-
 /// Separates one item (`[ac][len]` at the model rate) with the CSS pipeline.
 ///
 /// # Shapes
 /// - item: `[ac][len]`
 /// - output: `[S][ac][len]`
 pub fn separate_item(
-    sep: &Separator,
+    sep: &DeviceModel,
     css: &CssParams,
     item: &[Vec<f32>],
     cancel: &CancelToken,

@@ -6,6 +6,7 @@ pub mod css;
 pub mod device;
 pub mod export;
 pub mod load;
+pub mod device_model;
 pub mod messages;
 pub mod params;
 pub mod plan;

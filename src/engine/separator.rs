@@ -1,38 +1,27 @@
 //! `Separator`: load → resample → normalise → chunk → batched forward → overlap-add.
 //!
 //! The model knows nothing of chunking; chunking lives in [`ChunkPlan`]/[`OverlapAdd`], and
-//! this file only glues them to the network (as demucs' `apply_model` does, made explicit).
+//! this file only glues them to the network on its device ([`DeviceModel`]), as demucs'
+//! `apply_model` does, made explicit.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-use burn::tensor::{Tensor, TensorData};
 
 use crate::audio::{AudioBuffer, StreamResampler};
 use crate::dsp::stft::Stft;
 use crate::model::config::{CssParams, ModelConfig, Pipeline};
-use crate::model::loader::from_state_dict;
 use crate::model::network::{ForwardOptions, TfLocoformer};
 use crate::model::state_dict::StateDict;
 
 use super::EngineError;
-use super::device::ResolvedDevice;
-
 use super::chunk_stream::ChunkStream;
+use super::device::ResolvedDevice;
+use super::device_model::{DeviceModel, MIN_RETRY_CHUNK_BYTES};
 pub use super::params::{CancelToken, InputScale, Progress, SeparateParams, Stems, StreamInput};
 
 /// A loaded model on a device, ready to separate songs.
 #[derive(Debug)]
 pub struct Separator {
-    cfg: ModelConfig,
-    net: TfLocoformer,
-    device: ResolvedDevice,
-    stft: Stft,
-    opts: ForwardOptions,
-    /// GPU failures still to simulate (see [`Separator::with_simulated_gpu_failures`]); shared
-    /// with the smaller-plan retry of [`Separator::with_fallback`]. 0 in normal use.
-    simulated_failures: Arc<std::sync::atomic::AtomicUsize>,
+    model: DeviceModel,
 }
 
 impl Separator {
@@ -42,26 +31,8 @@ impl Separator {
         sd: &StateDict,
         device: ResolvedDevice,
     ) -> Result<Self, EngineError> {
-        let net = from_state_dict(&cfg, sd, &device.device)?;
-        let stft = Stft::new(cfg.n_fft, cfg.hop_length)?;
-        // Default cap: 256 MiB per path intermediate, and at most half the device's largest
-        // allocation (lavapipe takes no buffer over 128 MiB); the planner may lower it.
-        let device_cap = crate::kernels::device::max_allocation_bytes(&device.device)
-            .map_or(usize::MAX, |b| (b / 2) as usize);
-        let opts = ForwardOptions {
-            max_chunk_bytes: Some((256usize << 20).min(device_cap).max(MIN_RETRY_CHUNK_BYTES)),
-            fused_attention: device.is_wgpu
-                && crate::kernels::attention::fused_available(&device.device),
-            burn_ops_only: false,
-            reference_attention: false,
-        };
         Ok(Self {
-            cfg,
-            net,
-            device,
-            stft,
-            opts,
-            simulated_failures: Arc::default(),
+            model: DeviceModel::new(cfg, sd, device)?,
         })
     }
 
@@ -71,28 +42,28 @@ impl Separator {
     /// smaller-plan GPU retry succeeds; 2: the CPU takes over). The count belongs to this
     /// separator alone.
     pub fn with_simulated_gpu_failures(self, n: usize) -> Self {
-        self.simulated_failures.store(n, Ordering::SeqCst);
+        self.model.simulate_gpu_failures(n);
         self
     }
 
     /// Simulated GPU failures not yet consumed.
     pub fn simulated_gpu_failures_left(&self) -> usize {
-        self.simulated_failures.load(Ordering::SeqCst)
+        self.model.simulated_gpu_failures_left()
     }
 
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
-        &self.cfg
+        self.model.config()
     }
 
     /// The STFT the model runs on.
     pub fn stft(&self) -> &Stft {
-        &self.stft
+        self.model.stft()
     }
 
     /// The CSS settings when a song is separated with mixit-mss's pipeline under `params`.
     pub fn css_pipeline(&self, params: &SeparateParams) -> Option<CssParams> {
-        match self.cfg.pipeline {
+        match self.config().pipeline {
             Pipeline::Css(css) if !params.overlap_add && !params.no_split => Some(css),
             _ => None,
         }
@@ -100,24 +71,27 @@ impl Separator {
 
     /// The device it runs on.
     pub fn device(&self) -> &ResolvedDevice {
-        &self.device
+        self.model.device()
     }
 
     /// Overrides the per-intermediate memory cap (bytes) — the planner's knob.
     pub fn set_max_chunk_bytes(&mut self, bytes: Option<usize>) {
-        self.opts.max_chunk_bytes = bytes;
+        self.model.set_max_chunk_bytes(bytes);
     }
 
     /// The network, for golden tests and export.
     pub fn network(&self) -> &TfLocoformer {
-        &self.net
+        self.model.network()
     }
 
-    /// Runs STFT → network → iSTFT on a batch of equal-length items.
-    ///
-    /// For a model with mixit-mss's pipeline this is their wrapper's forward: each channel is
-    /// divided by its STFT-power scale (`scaling`), only the first `N // hop` frames reach the
-    /// network, and the outputs are multiplied back.
+    /// The options its forwards use (host blocks on the CPU, the fused kernel on wgpu), for
+    /// running [`network`](Self::network) directly as a separation would.
+    pub fn forward_options(&self) -> ForwardOptions<'_> {
+        self.model.forward_options()
+    }
+
+    /// Runs STFT → network → iSTFT on a batch of equal-length items (see
+    /// [`DeviceModel::forward_waveforms`]).
     ///
     /// # Shapes
     /// - items: `[B][ac][N]` (ac = the model's `audio_channels`)
@@ -126,92 +100,14 @@ impl Separator {
         &self,
         items: &[Vec<Vec<f32>>],
     ) -> Result<Vec<Vec<Vec<Vec<f32>>>>, EngineError> {
-        let ac = self.cfg.audio_channels;
-        let b = items.len();
-        let n = items.first().and_then(|i| i.first()).map_or(0, Vec::len);
-        let css = match self.cfg.pipeline {
-            Pipeline::Css(css) => Some(css),
-            Pipeline::OverlapAdd => None,
-        };
-        let full_frames = self.stft.num_frames(n);
-        // mixit-mss keeps `N // hop` frames (the last centred frame is dropped).
-        let t = match css {
-            Some(_) => (n / self.cfg.hop_length).clamp(1, full_frames),
-            None => full_frames,
-        };
-        let f = self.stft.num_bins();
-        let plane = t * f;
-        let scaling = css.is_some_and(|c| c.scaling);
-        let mut scales = vec![1f32; b * ac];
-        // Input layout [B, 2·ac, T, F]: real parts of every channel, then imaginary parts.
-        let mut input = vec![0f32; b * 2 * ac * plane];
-        let (mut re, mut im) = (Vec::new(), Vec::new());
-        for (bi, item) in items.iter().enumerate() {
-            debug_assert_eq!(item.len(), ac);
-            for (ch, x) in item.iter().enumerate() {
-                debug_assert_eq!(x.len(), n, "items must have equal length");
-                self.stft.forward(x, &mut re, &mut im)?;
-                if scaling {
-                    // The scale of the whole (uncropped) spectrum; STFT is linear, so dividing
-                    // the spectrum equals the reference's STFT of the divided waveform.
-                    let sc = super::css::power_scale_of(&re, &im);
-                    scales[bi * ac + ch] = sc;
-                    re.iter_mut().chain(im.iter_mut()).for_each(|v| *v /= sc);
-                }
-                let base = bi * 2 * ac * plane;
-                input[base + ch * plane..base + (ch + 1) * plane].copy_from_slice(&re[..plane]);
-                input[base + (ac + ch) * plane..base + (ac + ch + 1) * plane]
-                    .copy_from_slice(&im[..plane]);
-            }
-        }
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input, [b, 2 * ac, t, f]),
-            &self.device.device,
-        );
-        if self.device.is_wgpu
-            && self
-                .simulated_failures
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        {
-            panic!("simulated GPU failure: out of device memory");
-        }
-        let y = self.net.forward(x, self.opts);
-        let y: Vec<f32> = y
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| EngineError::Device(format!("cannot read the result back: {e}")))?;
-        let s = self.cfg.n_sources();
-        let mut out = vec![vec![vec![Vec::new(); ac]; s]; b];
-        for (bi, item) in out.iter_mut().enumerate() {
-            for (si, src) in item.iter_mut().enumerate() {
-                for (ch, wave) in src.iter_mut().enumerate() {
-                    // Output channel 2·(s·ac + ch) + part.
-                    let c = 2 * (si * ac + ch);
-                    let base = (bi * 2 * s * ac + c) * plane;
-                    self.stft.inverse(
-                        &y[base..base + plane],
-                        &y[base + plane..base + 2 * plane],
-                        t,
-                        n,
-                        wave,
-                    )?;
-                    if scaling {
-                        let sc = scales[bi * ac + ch];
-                        wave.iter_mut().for_each(|v| *v *= sc);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        self.model.forward_waveforms(items)
     }
 
     /// The same model on the CPU (flex), weights copied.
     pub fn to_cpu(&self) -> Result<Separator, EngineError> {
-        let sd = crate::model::loader::to_state_dict(&self.cfg, &self.net);
+        let sd = crate::model::loader::to_state_dict(self.config(), self.network());
         Separator::new(
-            self.cfg.clone(),
+            self.config().clone(),
             &sd,
             crate::engine::device::resolve(crate::engine::device::DeviceChoice::Cpu)?,
         )
@@ -244,14 +140,14 @@ impl Separator {
         warn: &mut dyn FnMut(&str, String),
         job: &mut dyn FnMut(&Separator) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        if !self.device.is_wgpu {
+        if !self.device().is_wgpu {
             return job(self);
         }
         let failure = match gpu_attempt(self, cancel, job) {
             Ok(out) => return out,
             Err(failure) => failure,
         };
-        let cap = self.opts.max_chunk_bytes.unwrap_or(256 << 20);
+        let cap = self.model.max_chunk_bytes().unwrap_or(256 << 20);
         let smaller = (cap / 4).max(MIN_RETRY_CHUNK_BYTES);
         if smaller < cap {
             warn(
@@ -264,15 +160,7 @@ impl Separator {
                 ),
             );
             let retry = Separator {
-                cfg: self.cfg.clone(),
-                net: self.net.clone(),
-                device: self.device.clone(),
-                stft: Stft::new(self.cfg.n_fft, self.cfg.hop_length)?,
-                opts: ForwardOptions {
-                    max_chunk_bytes: Some(smaller),
-                    ..self.opts
-                },
-                simulated_failures: self.simulated_failures.clone(),
+                model: self.model.with_max_chunk_bytes(Some(smaller))?,
             };
             match gpu_attempt(&retry, cancel, job) {
                 Ok(out) => return out,
@@ -310,8 +198,8 @@ impl Separator {
         audio.validate()?;
         let len = audio.len();
         let nch = audio.num_channels();
-        let scale = InputScale::of(&audio.channels).scale(self.cfg.input_norm);
-        let s = self.cfg.n_sources();
+        let scale = InputScale::of(&audio.channels).scale(self.config().input_norm);
+        let s = self.config().n_sources();
         let mut out: Vec<Vec<Vec<f32>>> = (0..s)
             .map(|_| (0..nch).map(|_| Vec::with_capacity(len)).collect())
             .collect();
@@ -352,7 +240,7 @@ impl Separator {
             .map(|chans| AudioBuffer::new(audio.sample_rate, chans))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Stems {
-            names: self.cfg.sources.clone(),
+            names: self.config().sources.clone(),
             audio: stems,
         })
     }
@@ -379,9 +267,9 @@ impl Separator {
         cancel: &CancelToken,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), EngineError> {
-        params.validate(&self.cfg)?;
+        params.validate(self.config())?;
         let (in_rate, nch, frames) = (input.sample_rate, input.channels, input.frames);
-        let model_rate = self.cfg.sample_rate;
+        let model_rate = self.config().sample_rate;
         if nch == 0 || nch > 2 {
             return Err(EngineError::BadParameter(format!(
                 "the audio has {nch} channels; locosep separates mono or stereo (decode with downmix for more)"
@@ -389,7 +277,7 @@ impl Separator {
         }
         let mut to_model = StreamResampler::new(in_rate, model_rate, nch)?;
         let len = to_model.total_output(frames);
-        let min_len = self.stft.min_len();
+        let min_len = self.stft().min_len();
         if len < min_len {
             return Err(EngineError::BadParameter(format!(
                 "the audio is too short for this model: {len} samples at {model_rate} Hz, at least {min_len} are needed"
@@ -400,8 +288,8 @@ impl Separator {
                 &css, input, len, to_model, next_block, emit, cancel, progress,
             );
         }
-        let mut core = ChunkStream::new(self, params, len, nch, input.scale)?;
-        let s = self.cfg.n_sources();
+        let mut core = ChunkStream::new(&self.model, params, len, nch, input.scale)?;
+        let s = self.config().n_sources();
         let mut back = (0..s)
             .map(|_| StreamResampler::new(model_rate, in_rate, nch))
             .collect::<Result<Vec<_>, _>>()?;
@@ -543,7 +431,7 @@ impl Separator {
             )));
         }
         to_model.finish(&mut song)?;
-        let ac = self.cfg.audio_channels;
+        let ac = self.config().audio_channels;
         // Items: a joint-stereo model sees both channels (a mono song twice); a mono model
         // each channel alone.
         // The song's buffers are moved into the items; only a mono song for a stereo model is
@@ -556,7 +444,7 @@ impl Separator {
         } else {
             song.into_iter().map(|c| vec![c]).collect()
         };
-        let plan = super::css::CssPlan::new(len, css, self.cfg.sample_rate)?;
+        let plan = super::css::CssPlan::new(len, css, self.config().sample_rate)?;
         let total = plan.starts.len() * items.len();
         let mut done = 0;
         progress(Progress {
@@ -564,10 +452,10 @@ impl Separator {
             total,
             elapsed: start.elapsed(),
         });
-        let s = self.cfg.n_sources();
+        let s = self.config().n_sources();
         let mut stems: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(nch); s];
         for item in &items {
-            let out = super::css::separate_item(self, css, item, cancel, &mut || {
+            let out = super::css::separate_item(&self.model, css, item, cancel, &mut || {
                 done += 1;
                 progress(Progress {
                     done,
@@ -592,7 +480,7 @@ impl Separator {
         // Back to the input's rate, cut to its length.
         let mut out: Vec<Vec<Vec<f32>>> = Vec::with_capacity(s);
         for st in &stems {
-            let mut back = StreamResampler::new(self.cfg.sample_rate, input.sample_rate, nch)?;
+            let mut back = StreamResampler::new(self.config().sample_rate, input.sample_rate, nch)?;
             let mut chans = vec![Vec::new(); nch];
             back.push(st, &mut chans)?;
             back.finish(&mut chans)?;
@@ -604,9 +492,6 @@ impl Separator {
         emit(&out)
     }
 }
-
-/// The smallest per-intermediate cap a GPU retry uses (16 MiB).
-const MIN_RETRY_CHUNK_BYTES: usize = 16 << 20;
 
 /// One GPU attempt of a job: `Ok(result)` when the result is final (success, cancellation, or
 /// an error that is not the device's), `Err(description)` when the GPU failed.

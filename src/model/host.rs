@@ -1,19 +1,24 @@
 //! The dual-path blocks on the host, for CPU inference (burn's `flex` device without
-//! autodiff): the same maths as [`super::network::LocoPath`], but each sequence of a path runs
+//! autodiff): the same maths as the burn-ops `LocoPath` of `network.rs`, but each sequence of a path runs
 //! start to finish in one thread on buffers that stay in cache (norm → FFN → attention → FFN),
 //! with the matrix products on the `gemm` crate and attention on
 //! [`crate::kernels::attention::cpu::attention_head`]. No tensor larger than the activation
 //! `[B, T, F, C]` itself is ever allocated, and no permute is needed for the time path: its
 //! sequences are gathered with a stride.
 //!
-//! Training (autodiff) and wgpu use the burn-ops path; both agree to fp32 rounding (tested
-//! below and by the golden tests, which run this path on flex).
+//! The weights are copied to the host and transposed once, when a [`HostNetwork`] is built
+//! (`TfLocoformer::host_network`); a forward with `AttentionImpl::Host` then only copies the
+//! activation in and out. This file knows the layers (`layers.rs`) and the path axes
+//! (`path.rs`), not the network: `network.rs` assembles the host blocks and runs them.
+//!
+//! Training (autodiff) and wgpu use the burn-ops path; both agree to fp32 rounding (tested in
+//! `network.rs` and by the golden tests, which run this path on flex).
 
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::layers::{ConvSwiGlu, Mhsa, Norm, NormKind};
-use super::network::{LocoBlock, LocoPath};
+use super::path::PathAxis;
 use crate::kernels::attention::cpu::{HeadScratch, Simd, attention_head, exp_neg, simd};
 
 /// Output rows of the FFN processed per step (bounds the hidden buffers to
@@ -311,18 +316,26 @@ pub(crate) struct HostPath {
 }
 
 impl HostPath {
-    /// None when some layer is outside what the host path implements.
-    pub(crate) fn new(p: &LocoPath) -> Option<Self> {
-        let ffn_pre = match &p.ffn_pre {
+    /// The host form of a path's layers (weights copied and transposed here, once): the
+    /// optional macaron FFN with its norm, attention with its norm, the FFN after attention
+    /// with its norm. None when some layer is outside what the host path implements.
+    pub(crate) fn new(
+        ffn_pre: Option<(&Norm, &ConvSwiGlu)>,
+        attn_norm: &Norm,
+        attn: &Mhsa,
+        ffn_post_norm: &Norm,
+        ffn_post: &ConvSwiGlu,
+    ) -> Option<Self> {
+        let ffn_pre = match ffn_pre {
             Some((n, f)) => Some((HostNorm::new(n), HostFfn::new(f)?)),
             None => None,
         };
         Some(Self {
             ffn_pre,
-            attn_norm: HostNorm::new(&p.attn_norm),
-            attn: HostAttn::new(&p.attn)?,
-            post_norm: HostNorm::new(&p.ffn_post_norm),
-            ffn_post: HostFfn::new(&p.ffn_post)?,
+            attn_norm: HostNorm::new(attn_norm),
+            attn: HostAttn::new(attn)?,
+            post_norm: HostNorm::new(ffn_post_norm),
+            ffn_post: HostFfn::new(ffn_post)?,
         })
     }
 
@@ -492,103 +505,76 @@ struct SendPtr(*mut f32);
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
 
-/// One block on the host.
+/// One block on the host: its two paths (the order is the caller's, see [`PathAxis::in_order`]).
 pub(crate) struct HostBlock {
     freq: HostPath,
     time: HostPath,
-    freq_first: bool,
 }
 
 impl HostBlock {
-    /// None when a path is outside what the host path implements.
-    pub(crate) fn new(b: &LocoBlock) -> Option<Self> {
-        Some(Self {
-            freq: HostPath::new(&b.freq_path)?,
-            time: HostPath::new(&b.frame_path)?,
-            freq_first: b.freq_first(),
-        })
+    /// A block of a frequency path and a time path.
+    pub(crate) fn new(freq: HostPath, time: HostPath) -> Self {
+        Self { freq, time }
     }
 
-    /// Frequency path: sequence `(b, t)` is F contiguous rows.
-    pub(crate) fn freq(&self, x: &mut [f32], [b, t, f, c]: [usize; 4]) {
-        self.freq.run(x, b * t, f, c, |i| i * f * c);
+    /// Runs the path along `axis` in place on the residual stream `x` of dimensions `dims`.
+    ///
+    /// Frequency path: sequence `(b, t)` is F contiguous rows. Time path: sequence `(b, f)` is
+    /// T rows at stride F·C, gathered without a permute.
+    ///
+    /// # Shapes
+    /// - x: `[B, T, F, C]` row-major, `dims` = `[B, T, F, C]`
+    pub(crate) fn run(&self, axis: PathAxis, x: &mut [f32], dims: [usize; 4]) {
+        let [b, t, f, c] = dims;
+        assert_eq!(x.len(), b * t * f * c, "the stream has dimensions {dims:?}");
+        match axis {
+            PathAxis::Frequency => self.freq.run(x, b * t, f, c, |i| i * f * c),
+            PathAxis::Time => self
+                .time
+                .run(x, b * f, t, f * c, |i| (i / f) * t * f * c + (i % f) * c),
+        }
+    }
+}
+
+/// The blocks of a network as host kernels, for CPU inference: built once from a network on
+/// the CPU inference device (`TfLocoformer::host_network`), then handed to each forward as
+/// `AttentionImpl::Host`. Holds copies of the block weights (about the size of the blocks'
+/// parameters), already in the layouts the kernels read.
+///
+/// Invariant: it was built from the network it is used with (same blocks, same weights); a
+/// network's weights do not change after loading in inference.
+pub struct HostNetwork {
+    blocks: Vec<HostBlock>,
+}
+
+impl HostNetwork {
+    /// The network's blocks, in order.
+    pub(crate) fn new(blocks: Vec<HostBlock>) -> Self {
+        Self { blocks }
     }
 
-    /// Time path: sequence `(b, f)` is T rows at stride F·C.
-    pub(crate) fn time(&self, x: &mut [f32], [b, t, f, c]: [usize; 4]) {
-        self.time
-            .run(x, b * f, t, f * c, |i| (i / f) * t * f * c + (i % f) * c);
+    /// Number of blocks.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
     }
 
-    /// Whether the frequency path runs first.
-    pub(crate) fn freq_first(&self) -> bool {
-        self.freq_first
+    /// Block `i`.
+    pub(crate) fn block(&self, i: usize) -> &HostBlock {
+        &self.blocks[i]
+    }
+}
+
+impl std::fmt::Debug for HostNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostNetwork")
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::config::{TfOrder, preset};
-    use crate::model::loader::{from_state_dict, init_state_dict};
-    use crate::model::network::ForwardOptions;
-    use burn::tensor::{Device, Distribution};
-
-    fn max_err(a: &[f32], b: &[f32]) -> (f32, f32) {
-        let err = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
-        let peak = b.iter().map(|x| x.abs()).fold(0.0, f32::max);
-        (err, peak)
-    }
-
-    /// The host blocks equal the burn-ops blocks on random weights with non-trivial biases, for
-    /// odd lengths (ragged FFN row tiles, attention tails) and both path orders.
-    #[test]
-    fn host_blocks_match_burn_ops() {
-        let dev = Device::flex();
-        for (order, dims) in [
-            (TfOrder::FreqTime, [1, 7, 33, 0]),
-            (TfOrder::TimeFreq, [2, 130, 9, 0]),
-        ] {
-            let mut cfg = preset("demo").unwrap().config;
-            cfg.tf_order = order;
-            cfg.n_layers = 1;
-            let net = from_state_dict(&cfg, &init_state_dict(&cfg, 3), &dev).unwrap();
-            let block = &net.blocks[0];
-            let host_block = HostBlock::new(block).expect("presets are host-capable");
-            let [b, t, f, _] = dims;
-            let c = cfg.emb_dim;
-            let x = Tensor::<4>::random([b, t, f, c], Distribution::Normal(0.0, 1.0), &dev);
-            let opts = ForwardOptions {
-                burn_ops_only: true,
-                ..Default::default()
-            };
-            let want = host(block.forward(x.clone(), opts, None));
-            let mut got = host(x);
-            if host_block.freq_first() {
-                host_block.freq(&mut got, [b, t, f, c]);
-                host_block.time(&mut got, [b, t, f, c]);
-            } else {
-                host_block.time(&mut got, [b, t, f, c]);
-                host_block.freq(&mut got, [b, t, f, c]);
-            }
-            let (err, peak) = max_err(&got, &want);
-            assert!(
-                err <= 1e-4 * peak.max(1.0),
-                "{order:?}: {err} (peak {peak})"
-            );
-        }
-    }
-
-    fn host(t: Tensor<4>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
-    }
 
     #[test]
     fn sigmoid_matches_the_formula() {

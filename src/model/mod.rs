@@ -12,8 +12,9 @@ mod host;
 pub mod layers;
 pub mod loader;
 pub mod network;
+pub mod path;
 pub mod reduce;
 pub mod state_dict;
 
 pub use config::{ModelConfig, Preset};
-pub use network::{ForwardOptions, TfLocoformer};
+pub use network::{AttentionImpl, ForwardOptions, HostNetwork, TfLocoformer};

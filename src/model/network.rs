@@ -4,34 +4,77 @@
 //! Between blocks the activation is kept channel-last `[B, T, F, C]`, so each path only needs
 //! a reshape (frequency path) or one swap of T and F (time path); the reference's
 //! `[B, C, T, F]` layout is produced only at the encoder/decoder and for golden taps.
+//!
+//! There is one forward ([`TfLocoformer::forward`]); [`ForwardOptions::attention`] picks how the
+//! blocks run: in burn ops with the backend's attention kernel or the plain-ops reference, or —
+//! CPU inference — as the host kernels of `host.rs`, from a [`HostNetwork`] the caller builds
+//! once with [`TfLocoformer::host_network`] (the engine does so when it loads a model). The
+//! blocks' paths always run in the order [`PathAxis::in_order`] gives.
 
+use burn::backend::DispatchDevice;
 use burn::module::{Module, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::bandsplit::{BandDecoder, BandSplitEncoder};
 use super::config::{ModelConfig, TfOrder};
 use super::conv::{conv_transpose2d_same3, conv2d_same3};
-use super::host::HostBlock;
+pub use super::host::HostNetwork;
+use super::host::{HostBlock, HostPath};
 use super::layers::{ConvSwiGlu, Mhsa, Norm};
+pub use super::path::PathAxis;
 use super::reduce::{expand_to, normalize_rows};
 
-/// Run-time options of a forward pass that do not change its result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ForwardOptions {
-    /// Upper bound on the bytes of any one large intermediate of a path (attention scores on
-    /// non-fused backends, FFN hidden activations): the N sequences of a path are processed in
-    /// sub-batches sized so that each stays under it. `None`: one batch.
+/// Which implementation runs attention — and, for [`Host`](Self::Host), the whole blocks. All
+/// three compute the same maths and agree to fp32 rounding (golden tests, and the comparisons
+/// in `tests/golden.rs` and below).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum AttentionImpl<'a> {
+    /// The backend's attention kernel through
+    /// [`AttentionBackend`](crate::kernels::attention::AttentionBackend): the WGSL kernel on
+    /// wgpu, the host kernel of `kernels/attention/cpu.rs` on flex, with or without autodiff
+    /// (differentiable). No score tensor exists. The rest of each block runs in burn ops. On a
+    /// backend with neither kernel, the reference, sub-batched under `max_chunk_bytes`.
+    Fused,
+    /// The whole blocks as host kernels (`host.rs`: each sequence's path start to finish on one
+    /// thread, in cache), from a [`HostNetwork`] built once by
+    /// [`TfLocoformer::host_network`] for this network. CPU inference only (flex without
+    /// autodiff, f32; not differentiable); the fastest there. Encoder and decoder run in burn
+    /// ops. A lone path ([`LocoPath::forward`]) runs as [`Fused`](Self::Fused).
+    Host(&'a HostNetwork),
+    /// Plain burn tensor ops with materialised attention scores, sub-batched under
+    /// `max_chunk_bytes`: runs and differentiates on every device; the reference the kernels
+    /// are tested against.
+    #[default]
+    Reference,
+}
+
+impl<'a> AttentionImpl<'a> {
+    /// The fastest implementation for a network whose [`TfLocoformer::host_network`] is
+    /// `host`: the host blocks where there are some, else the backend's kernel.
+    pub fn kernels(host: Option<&'a HostNetwork>) -> Self {
+        host.map_or(AttentionImpl::Fused, AttentionImpl::Host)
+    }
+
+    /// Whether attention materialises a score tensor (`heads · L²` per sequence).
+    fn materialises_scores(self) -> bool {
+        matches!(self, AttentionImpl::Reference)
+    }
+}
+
+/// Run-time options of a forward pass that do not change its result (beyond fp32 rounding).
+///
+/// The default is the plain-ops reference in one batch, which runs on every device; callers
+/// that want speed pick [`AttentionImpl::kernels`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions<'a> {
+    /// Upper bound on the bytes of any one large intermediate of a path on the burn-ops path
+    /// (attention scores under [`AttentionImpl::Reference`], FFN hidden activations): the N
+    /// sequences of a path are processed in sub-batches sized so that each stays under it.
+    /// `None`: one batch. The host blocks need no cap (no intermediate beyond a few rows per
+    /// thread).
     pub max_chunk_bytes: Option<usize>,
-    /// Whether attention runs fused (no score tensor); set by the caller from the device.
-    pub fused_attention: bool,
-    /// Run the blocks in burn tensor ops even on the CPU inference device, where the
-    /// host path (`host.rs`: per-sequence, cache-resident, same maths) is otherwise used.
-    /// For tests that compare the two.
-    pub burn_ops_only: bool,
-    /// Compute attention with the plain-ops reference (materialised scores, sub-batched by
-    /// `max_chunk_bytes`) even where a fused kernel exists, and run the blocks in burn ops.
-    /// For tests that compare the kernels with the reference through the whole model.
-    pub reference_attention: bool,
+    /// Which implementation runs attention (and, for the host kernels, the blocks).
+    pub attention: AttentionImpl<'a>,
 }
 
 /// One path (frequency or time) of a block: macaron FFN, attention, FFN, each pre-normed with a
@@ -76,12 +119,12 @@ impl LocoPath {
     }
 
     /// Bytes of the largest intermediate for one sequence of length `l`.
-    fn bytes_per_sequence(&self, l: usize, fused: bool) -> usize {
+    fn bytes_per_sequence(&self, l: usize, attention: AttentionImpl) -> usize {
         let ffn = self.row_bytes[0] * (l + 8);
-        let scores = if fused {
-            0
-        } else {
+        let scores = if attention.materialises_scores() {
             2 * self.row_bytes[1] * l * l
+        } else {
+            0
         };
         ffn.max(scores).max(1)
     }
@@ -94,14 +137,14 @@ impl LocoPath {
     pub fn forward(&self, x: Tensor<3>, opts: ForwardOptions) -> Tensor<3> {
         let [n, l, _] = x.dims();
         let rows = match opts.max_chunk_bytes {
-            Some(cap) => (cap / self.bytes_per_sequence(l, opts.fused_attention)).clamp(1, n),
+            Some(cap) => (cap / self.bytes_per_sequence(l, opts.attention)).clamp(1, n),
             None => n,
         };
         self.forward_sub_batched(x, rows, opts)
     }
 
     /// Applies the path to N independent sequences, `rows` of them at a time (all at once for
-    /// `rows ≥ N`); `opts.max_chunk_bytes` then only caps non-fused attention scores.
+    /// `rows ≥ N`); `opts.max_chunk_bytes` then only caps materialised attention scores.
     ///
     /// # Shapes
     /// - x: `[N, L, C]`
@@ -131,56 +174,38 @@ impl LocoPath {
             // No ½ factor: the reference removed it (see its comment), and its weights assume so.
             x = x.clone() + ffn.forward(norm.forward(x));
         }
-        let score_cap = if opts.fused_attention {
-            None
-        } else {
-            opts.max_chunk_bytes
-        };
         let y = self.attn_norm.forward(x.clone());
-        x = x + if opts.reference_attention {
-            self.attn.forward_reference(y, opts.max_chunk_bytes)
-        } else {
-            self.attn.forward(y, score_cap)
+        x = x + match opts.attention {
+            AttentionImpl::Reference => self.attn.forward_reference(y, opts.max_chunk_bytes),
+            // The cap only reaches the reference fallback of a backend without a kernel.
+            AttentionImpl::Fused | AttentionImpl::Host(_) => {
+                self.attn.forward(y, opts.max_chunk_bytes)
+            }
         };
         x.clone() + self.ffn_post.forward(self.ffn_post_norm.forward(x))
     }
-}
 
-/// The axis a path's attention runs along, and how the residual stream `[B, T, F, C]` is
-/// viewed as that path's independent sequences.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathAxis {
-    /// Sequences are frames: `[B·T, F, C]` (a reshape, no copy).
-    Frequency,
-    /// Sequences are bins: `[B·F, T, C]` (T and F swapped).
-    Time,
-}
-
-impl PathAxis {
-    /// The residual stream as this path's rows.
+    /// The path on the residual stream: its rows along `axis`, [`forward`](Self::forward),
+    /// back to the stream.
     ///
     /// # Shapes
     /// - x: `[B, T, F, C]`
-    /// - output: `[B·T, F, C]` (frequency) or `[B·F, T, C]` (time)
-    pub fn to_rows(self, x: Tensor<4>) -> Tensor<3> {
-        let [b, t, f, c] = x.dims();
-        match self {
-            PathAxis::Frequency => x.reshape([b * t, f, c]),
-            PathAxis::Time => x.swap_dims(1, 2).reshape([b * f, t, c]),
-        }
+    /// - output: `[B, T, F, C]`
+    pub fn forward_stream(&self, axis: PathAxis, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
+        let dims = x.dims();
+        axis.from_rows(self.forward(axis.to_rows(x), opts), dims)
     }
 
-    /// Inverse of [`to_rows`](Self::to_rows) for a stream of dimensions `dims`.
-    ///
-    /// # Shapes
-    /// - rows: `[B·T, F, C]` (frequency) or `[B·F, T, C]` (time)
-    /// - output: `dims` = `[B, T, F, C]`
-    pub fn from_rows(self, rows: Tensor<3>, dims: [usize; 4]) -> Tensor<4> {
-        let [b, t, f, c] = dims;
-        match self {
-            PathAxis::Frequency => rows.reshape([b, t, f, c]),
-            PathAxis::Time => rows.reshape([b, f, t, c]).swap_dims(1, 2),
-        }
+    /// The host form of this path (weights copied and transposed), None when a layer is outside
+    /// what the host kernels implement.
+    fn host_path(&self) -> Option<HostPath> {
+        HostPath::new(
+            self.ffn_pre.as_ref().map(|(n, f)| (n, f)),
+            &self.attn_norm,
+            &self.attn,
+            &self.ffn_post_norm,
+            &self.ffn_post,
+        )
     }
 }
 
@@ -214,70 +239,38 @@ impl LocoBlock {
         }
     }
 
-    fn freq(&self, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
-        let dims = x.dims();
-        PathAxis::Frequency.from_rows(
-            self.freq_path.forward(PathAxis::Frequency.to_rows(x), opts),
-            dims,
-        )
-    }
-
-    fn time(&self, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
-        let dims = x.dims();
-        PathAxis::Time.from_rows(
-            self.frame_path.forward(PathAxis::Time.to_rows(x), opts),
-            dims,
-        )
-    }
-
-    /// The two paths in the order they run, each with the axis its attention runs along.
-    pub fn paths_in_order(&self) -> [(&LocoPath, PathAxis); 2] {
-        let freq = (&self.freq_path, PathAxis::Frequency);
-        let time = (&self.frame_path, PathAxis::Time);
-        match self.order {
-            TfOrder::FreqTime => [freq, time],
-            TfOrder::TimeFreq => [time, freq],
+    /// The path along `axis`.
+    pub fn path(&self, axis: PathAxis) -> &LocoPath {
+        match axis {
+            PathAxis::Frequency => &self.freq_path,
+            PathAxis::Time => &self.frame_path,
         }
     }
 
-    /// Whether the frequency path runs first (`tf_order = "ft"`).
-    pub fn freq_first(&self) -> bool {
-        self.order == TfOrder::FreqTime
+    /// The two paths in the order they run (`tf_order`), each with the axis its attention runs
+    /// along.
+    pub fn paths_in_order(&self) -> [(&LocoPath, PathAxis); 2] {
+        PathAxis::in_order(self.order).map(|axis| (self.path(axis), axis))
     }
 
-    /// Applies both paths in the configured order.
+    /// Applies both paths in the configured order, in burn ops.
     ///
     /// # Shapes
     /// - x: `[B, T, F, C]`
     /// - output: `[B, T, F, C]`
-    pub fn forward(
-        &self,
-        x: Tensor<4>,
-        opts: ForwardOptions,
-        taps: Option<(&mut Taps, usize)>,
-    ) -> Tensor<4> {
-        let (first, second) = match self.order {
-            TfOrder::FreqTime => ("freq_path", "frame_path"),
-            TfOrder::TimeFreq => ("frame_path", "freq_path"),
-        };
-        let run = |name: &str, x: Tensor<4>| {
-            if name == "freq_path" {
-                self.freq(x, opts)
-            } else {
-                self.time(x, opts)
-            }
-        };
-        let y = run(first, x);
-        match taps {
-            Some((taps, i)) => {
-                taps.push((format!("block.{i}.{first}.out"), to_bctf(&y)));
-                let z = run(second, y);
-                taps.push((format!("block.{i}.{second}.out"), to_bctf(&z)));
-                taps.push((format!("block.{i}.out"), to_bctf(&z)));
-                z
-            }
-            None => run(second, y),
-        }
+    pub fn forward(&self, x: Tensor<4>, opts: ForwardOptions) -> Tensor<4> {
+        self.paths_in_order()
+            .into_iter()
+            .fold(x, |x, (path, axis)| path.forward_stream(axis, x, opts))
+    }
+
+    /// The host form of this block, None when a layer is outside what the host kernels
+    /// implement.
+    fn host_block(&self) -> Option<HostBlock> {
+        Some(HostBlock::new(
+            self.freq_path.host_path()?,
+            self.frame_path.host_path()?,
+        ))
     }
 }
 
@@ -423,19 +416,18 @@ impl TfLocoformer {
         (out, taps)
     }
 
-    /// The blocks as host kernels when `x` lives on the CPU inference device (flex without
-    /// autodiff) and every layer is one the host path implements.
-    fn host_blocks(&self, x: &Tensor<4>, opts: ForwardOptions) -> Option<Vec<HostBlock>> {
-        let device = x.device();
-        let flex = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
-        if opts.burn_ops_only
-            || opts.reference_attention
-            || !flex
-            || x.dtype() != burn::tensor::DType::F32
-        {
+    /// The blocks as host kernels, for [`AttentionImpl::Host`]: the block weights copied to
+    /// the host and transposed once, here. `None` unless the network lives on the CPU inference
+    /// device (flex without autodiff) in f32 and every layer is one the host kernels implement
+    /// (then [`AttentionImpl::Fused`] is the fast choice).
+    pub fn host_network(&self) -> Option<HostNetwork> {
+        let weight = self.blocks.first()?.freq_path.attn.qkv.val();
+        let flex = matches!(weight.device().as_dispatch(), DispatchDevice::Flex(_));
+        if !flex || weight.dtype() != DType::F32 {
             return None;
         }
-        self.blocks.iter().map(HostBlock::new).collect()
+        let blocks: Option<Vec<_>> = self.blocks.iter().map(LocoBlock::host_block).collect();
+        blocks.map(HostNetwork::new)
     }
 
     /// The encoder, returned channel-last for the blocks (L = F bins, or nb bands).
@@ -492,7 +484,7 @@ impl TfLocoformer {
         mut taps: Option<&mut Taps>,
     ) -> Tensor<4> {
         let keep = self.decoder_needs_input().then(|| spec.clone());
-        let mut x = self.encode(spec); // [B, T, L, C]
+        let x = self.encode(spec); // [B, T, L, C]
         if let Some(taps) = taps.as_deref_mut() {
             let name = match self.encoder {
                 Encoder::Conv(_) => "encoder.out",
@@ -500,52 +492,216 @@ impl TfLocoformer {
             };
             taps.push((name.into(), to_bctf(&x)));
         }
-        match self.host_blocks(&x, opts) {
-            Some(host_blocks) => x = run_host_blocks(&host_blocks, x, taps.as_deref_mut()),
-            None => {
-                for (i, block) in self.blocks.iter().enumerate() {
-                    x = block.forward(x, opts, taps.as_deref_mut().map(|t| (t, i)));
+        let x = self.run_blocks(x, opts, taps.as_deref_mut());
+        self.decode_with_taps(x, keep, taps)
+    }
+
+    /// Every block, each path in its block's order, on the burn-ops or the host stream; taps
+    /// `block.{i}.{path}.out` after each path and `block.{i}.out` after each block.
+    ///
+    /// # Shapes
+    /// - x: `[B, T, L, C]`
+    /// - output: `[B, T, L, C]`
+    fn run_blocks(
+        &self,
+        x: Tensor<4>,
+        opts: ForwardOptions,
+        mut taps: Option<&mut Taps>,
+    ) -> Tensor<4> {
+        let mut stream = Stream::new(x, opts.attention);
+        if let Stream::Host { net, .. } = &stream {
+            assert_eq!(
+                net.num_blocks(),
+                self.blocks.len(),
+                "AttentionImpl::Host needs the host network of this network"
+            );
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            for (step, (path, axis)) in block.paths_in_order().into_iter().enumerate() {
+                stream = stream.path(i, path, axis, opts);
+                if let Some(taps) = taps.as_deref_mut() {
+                    let t = to_bctf(&stream.tensor());
+                    taps.push((format!("block.{i}.{}.out", axis.name()), t.clone()));
+                    if step == 1 {
+                        taps.push((format!("block.{i}.out"), t));
+                    }
                 }
             }
         }
-        self.decode_with_taps(x, keep, taps)
+        stream.into_tensor()
     }
 }
 
-/// Runs the blocks on a host copy of `x` (one copy in, one out; taps copied out per path).
-///
-/// # Shapes
-/// - x: `[B, T, F, C]`
-/// - output: `[B, T, F, C]`
-fn run_host_blocks(blocks: &[HostBlock], x: Tensor<4>, mut taps: Option<&mut Taps>) -> Tensor<4> {
-    let dims = x.dims();
-    let device = x.device();
-    let mut buf = x
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 activations");
-    let tensor = |buf: &[f32]| Tensor::<4>::from_data(TensorData::new(buf.to_vec(), dims), &device);
-    for (i, block) in blocks.iter().enumerate() {
-        let names = if block.freq_first() {
-            ["freq_path", "frame_path"]
-        } else {
-            ["frame_path", "freq_path"]
-        };
-        for (step, name) in names.iter().enumerate() {
-            if *name == "freq_path" {
-                block.freq(&mut buf, dims);
-            } else {
-                block.time(&mut buf, dims);
-            }
-            if let Some(taps) = taps.as_deref_mut() {
-                let t = to_bctf(&tensor(&buf));
-                taps.push((format!("block.{i}.{name}.out"), t.clone()));
-                if step == 1 {
-                    taps.push((format!("block.{i}.out"), t));
+/// The residual stream `[B, T, L, C]` between paths: a tensor for the burn-ops blocks, or one
+/// host copy for the host blocks (copied in once, out once; taps copy it out per path).
+enum Stream<'a> {
+    /// Burn ops.
+    Tensor(Tensor<4>),
+    /// Host kernels, row-major `dims`.
+    Host {
+        net: &'a HostNetwork,
+        buf: Vec<f32>,
+        dims: [usize; 4],
+        device: Device,
+    },
+}
+
+impl<'a> Stream<'a> {
+    fn new(x: Tensor<4>, attention: AttentionImpl<'a>) -> Self {
+        match attention {
+            AttentionImpl::Host(net) => Stream::Host {
+                net,
+                dims: x.dims(),
+                device: x.device(),
+                buf: x
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("f32 activations"),
+            },
+            AttentionImpl::Fused | AttentionImpl::Reference => Stream::Tensor(x),
+        }
+    }
+
+    /// Applies `path` (block `block`, along `axis`).
+    fn path(self, block: usize, path: &LocoPath, axis: PathAxis, opts: ForwardOptions) -> Self {
+        match self {
+            Stream::Tensor(x) => Stream::Tensor(path.forward_stream(axis, x, opts)),
+            Stream::Host {
+                net,
+                mut buf,
+                dims,
+                device,
+            } => {
+                net.block(block).run(axis, &mut buf, dims);
+                Stream::Host {
+                    net,
+                    buf,
+                    dims,
+                    device,
                 }
             }
         }
     }
-    Tensor::from_data(TensorData::new(buf, dims), &device)
+
+    /// The stream as a tensor (a copy for the host stream).
+    fn tensor(&self) -> Tensor<4> {
+        match self {
+            Stream::Tensor(x) => x.clone(),
+            Stream::Host {
+                buf, dims, device, ..
+            } => Tensor::from_data(TensorData::new(buf.clone(), *dims), device),
+        }
+    }
+
+    fn into_tensor(self) -> Tensor<4> {
+        match self {
+            Stream::Tensor(x) => x,
+            Stream::Host {
+                buf, dims, device, ..
+            } => Tensor::from_data(TensorData::new(buf, dims), &device),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::preset;
+    use crate::model::loader::{from_state_dict, init_state_dict};
+    use burn::tensor::Distribution;
+
+    fn host(t: Tensor<4>) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()
+    }
+
+    /// The host blocks equal the burn-ops blocks (backend kernel and reference attention) on
+    /// random weights with non-trivial biases, for odd lengths (ragged FFN row tiles,
+    /// attention tails) and both path orders.
+    #[test]
+    fn host_blocks_match_burn_ops() {
+        let dev = Device::flex();
+        for (order, dims) in [
+            (TfOrder::FreqTime, [1, 7, 33, 0]),
+            (TfOrder::TimeFreq, [2, 130, 9, 0]),
+        ] {
+            let mut cfg = preset("demo").unwrap().config;
+            cfg.tf_order = order;
+            cfg.n_layers = 1;
+            let net = from_state_dict(&cfg, &init_state_dict(&cfg, 3), &dev).unwrap();
+            let host_net = net.host_network().expect("presets are host-capable");
+            let [b, t, f, _] = dims;
+            let x =
+                Tensor::<4>::random([b, t, f, cfg.emb_dim], Distribution::Normal(0.0, 1.0), &dev);
+            let run = |attention| {
+                let opts = ForwardOptions {
+                    attention,
+                    ..Default::default()
+                };
+                host(net.run_blocks(x.clone(), opts, None))
+            };
+            let got = run(AttentionImpl::Host(&host_net));
+            for (name, want) in [
+                ("fused", run(AttentionImpl::Fused)),
+                ("reference", run(AttentionImpl::Reference)),
+            ] {
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f32::max);
+                let peak = want.iter().map(|x| x.abs()).fold(0.0, f32::max);
+                assert!(
+                    err <= 1e-4 * peak.max(1.0),
+                    "{order:?} vs {name}: {err} (peak {peak})"
+                );
+            }
+        }
+    }
+
+    /// Only a network on the CPU inference device gets host blocks: not one on an autodiff
+    /// device (training), whose gradients the host kernels would not carry.
+    #[test]
+    fn host_network_only_for_cpu_inference() {
+        let mut cfg = preset("demo").unwrap().config;
+        cfg.n_layers = 2;
+        let sd = init_state_dict(&cfg, 1);
+        let plain = from_state_dict(&cfg, &sd, &Device::flex()).unwrap();
+        assert_eq!(plain.host_network().map(|h| h.num_blocks()), Some(2));
+        let ad = from_state_dict(&cfg, &sd, &Device::flex().autodiff()).unwrap();
+        assert!(ad.host_network().is_none());
+    }
+
+    /// Taps name each path after the reference and follow `tf_order`, on both streams alike.
+    #[test]
+    fn taps_follow_the_path_order_on_both_streams() {
+        let dev = Device::flex();
+        let mut cfg = preset("demo").unwrap().config;
+        cfg.n_layers = 1;
+        cfg.tf_order = TfOrder::TimeFreq;
+        let net = from_state_dict(&cfg, &init_state_dict(&cfg, 2), &dev).unwrap();
+        let host_net = net.host_network().unwrap();
+        let spec = Tensor::<4>::random([1, 2, 5, cfg.n_freqs()], Distribution::Default, &dev);
+        for attention in [AttentionImpl::Host(&host_net), AttentionImpl::Fused] {
+            let opts = ForwardOptions {
+                attention,
+                ..Default::default()
+            };
+            let (_, taps) = net.forward_with_taps(spec.clone(), opts);
+            let names: Vec<_> = taps.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "encoder.out",
+                    "block.0.frame_path.out",
+                    "block.0.freq_path.out",
+                    "block.0.out"
+                ],
+                "{attention:?}"
+            );
+        }
+    }
 }

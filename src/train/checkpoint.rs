@@ -243,7 +243,7 @@ mod tests {
         let w = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
         let head = |out: Tensor<4>| (out * w.clone()).powi_scalar(2).mean();
         let opts = ForwardOptions {
-            burn_ops_only: true,
+            attention: crate::model::network::AttentionImpl::Fused,
             ..Default::default()
         };
 

@@ -14,7 +14,7 @@ use super::loss::{LossConfig, SeparationLoss};
 use super::spectral::DiffIstft;
 use crate::dsp::stft::Stft;
 use crate::model::config::ModelConfig;
-use crate::model::network::{ForwardOptions, TfLocoformer};
+use crate::model::network::{AttentionImpl, ForwardOptions, TfLocoformer};
 
 /// What one micro-batch gives back.
 pub struct MicroStep {
@@ -33,7 +33,7 @@ pub struct StepKit {
     istft: DiffIstft,
     loss: SeparationLoss,
     checkpoint: Option<CheckpointOptions>,
-    opts: ForwardOptions,
+    opts: ForwardOptions<'static>,
 }
 
 impl StepKit {
@@ -52,8 +52,9 @@ impl StepKit {
             istft: DiffIstft::new(model.n_fft, model.hop_length, device),
             loss: SeparationLoss::new(loss, device),
             checkpoint,
+            // The backend's kernel: WGSL on wgpu, the host attention kernel on flex.
             opts: ForwardOptions {
-                fused_attention: crate::kernels::attention::fused_available(device),
+                attention: AttentionImpl::Fused,
                 ..Default::default()
             },
         })
