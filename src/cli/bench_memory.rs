@@ -276,7 +276,7 @@ fn run_case(case: &MemoryCase, cfg: &ModelConfig, device: &Device) -> Result<()>
         device.clone()
     };
     let n = case.samples(cfg);
-    let t = n / cfg.hop_length + 1;
+    let t = cfg.n_frames(n);
     let f = cfg.n_freqs();
     let net = from_state_dict(cfg, &init_state_dict(cfg, 1), &dev)?;
     let x = Tensor::<4>::random(

@@ -73,7 +73,7 @@ impl CssPlan {
 
     /// Stitches per-segment outputs (`outs[i][k]`: signal k of segment i, `segment` samples)
     /// into `[k][len]`: exactly `len` samples per signal.
-    pub fn stitch(&self, outs: Vec<Vec<Vec<f32>>>) -> Result<Vec<Vec<f32>>, EngineError> {
+    fn stitch(&self, outs: Vec<Vec<Vec<f32>>>) -> Result<Vec<Vec<f32>>, EngineError> {
         let mut outs = outs.into_iter();
         let mut waves = outs
             .next()

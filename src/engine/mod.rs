@@ -4,9 +4,9 @@
 mod chunk_stream;
 pub mod css;
 pub mod device;
+pub mod device_model;
 pub mod export;
 pub mod load;
-pub mod device_model;
 pub mod messages;
 pub mod params;
 pub mod plan;

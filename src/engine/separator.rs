@@ -62,7 +62,7 @@ impl Separator {
     }
 
     /// The CSS settings when a song is separated with mixit-mss's pipeline under `params`.
-    pub fn css_pipeline(&self, params: &SeparateParams) -> Option<CssParams> {
+    fn css_pipeline(&self, params: &SeparateParams) -> Option<CssParams> {
         match self.config().pipeline {
             Pipeline::Css(css) if !params.overlap_add && !params.no_split => Some(css),
             _ => None,
@@ -104,7 +104,7 @@ impl Separator {
     }
 
     /// The same model on the CPU (flex), weights copied.
-    pub fn to_cpu(&self) -> Result<Separator, EngineError> {
+    fn to_cpu(&self) -> Result<Separator, EngineError> {
         let sd = crate::model::loader::to_state_dict(self.config(), self.network());
         Separator::new(
             self.config().clone(),
