@@ -33,6 +33,7 @@
 //! | `plan.rs` | [`plan`] / [`plan_checked`] and their answer [`MemoryPlan`] |
 //! | `phases.rs` | the whole run's phases per [`Mode`], built from the path stages |
 //! | `fit.rs` | [`fit`] / [`fit_with`]: settings that fit a budget, with the explanation |
+//! | `step_layout.rs` | [`fit_step`]: a training micro-batch under the device's largest buffer (path sub-batches, pieces) |
 //! | `report.rs` | [`MemoryPlan::table`], [`format_bytes`], [`parse_bytes`] |
 
 mod fit;
@@ -43,6 +44,7 @@ mod plan;
 mod report;
 mod request;
 mod stages;
+mod step_layout;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +53,7 @@ pub use model::{PlanModel, param_count};
 pub use plan::{Category, MemoryPlan, PathPlan, PlanTooLarge, plan, plan_checked};
 pub use report::{ParseError, format_bytes, parse_bytes};
 pub use request::{AttentionStrategy, Calibration, Mode, PlanRequest, Precision};
+pub use step_layout::{StepLayout, fit_step, with_items};
 
 /// One kibibyte (1024 bytes).
 pub const KIB: u64 = 1 << 10;

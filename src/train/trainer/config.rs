@@ -71,6 +71,11 @@ pub struct TrainConfig {
     /// Where to train: `auto` (a hardware GPU when wgpu finds one, else the CPU), `gpu` (any
     /// wgpu adapter, software ones included) or `cpu`. Validation runs on the same device.
     pub device: DeviceChoice,
+    /// Device memory budget (bytes): the planner's fit ([`crate::memory::planner::fit_with`])
+    /// chooses the segment (never longer than `segment_seconds`), checkpointing and offload so
+    /// that a step's predicted peak stays under 90 % of it, and the trainer applies them.
+    /// `None`: the settings as given (the device's largest buffer is respected either way).
+    pub budget: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -102,6 +107,7 @@ impl Default for TrainConfig {
             loss: LossConfig::default(),
             overwrite: false,
             device: DeviceChoice::Auto,
+            budget: None,
         }
     }
 }
@@ -133,6 +139,21 @@ fn check(
 }
 
 impl TrainConfig {
+    /// The shortest training segment (s) for `model` with this loss: it must hold the model's
+    /// STFT window and the spectral loss's largest one.
+    pub fn min_segment_seconds(&self, model: &ModelConfig) -> f64 {
+        let rate = f64::from(model.sample_rate);
+        let window = self
+            .loss
+            .spectral_ffts
+            .iter()
+            .copied()
+            .chain([model.n_fft])
+            .max()
+            .unwrap_or(0);
+        MIN_SEGMENT_SECONDS.max((window + 1) as f64 / rate)
+    }
+
     /// Checks every number of the run against its allowed range (for `model`), before any
     /// work: the error names the setting, the range and the value.
     pub fn validate(&self, model: &ModelConfig) -> Result<(), TrainError> {
@@ -189,17 +210,7 @@ impl TrainConfig {
                 b,
             )?;
         }
-        // The segment must hold the model's STFT window and the spectral loss's largest one.
-        let rate = f64::from(model.sample_rate);
-        let window = self
-            .loss
-            .spectral_ffts
-            .iter()
-            .copied()
-            .chain([model.n_fft])
-            .max()
-            .unwrap_or(0);
-        let min_seg = MIN_SEGMENT_SECONDS.max((window + 1) as f64 / rate);
+        let min_seg = self.min_segment_seconds(model);
         check(
             fin(self.segment_seconds)
                 && self.segment_seconds >= min_seg

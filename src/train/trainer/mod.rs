@@ -1,16 +1,20 @@
 //! The training loop: AdamW, gradient clipping and accumulation, optional activation
 //! checkpointing, reduce-on-plateau, deterministic seeding, validation SDR, checkpoints with
-//! keep-last-K and best-by-validation, exact resume, Ctrl-C saves and stops.
+//! keep-last-K and best-by-validation, exact resume, Ctrl-C saves and stops; every step laid
+//! out by the memory planner so that no buffer exceeds the device's largest (and, with a
+//! budget, the peak stays under it).
 //!
 //! Determinism: the batch of step `s`, micro-batch `m` is drawn from an RNG seeded with
 //! `(seed, s, m)`, and the device RNG (dropout) is reseeded the same way, so a run resumed
 //! at step `s` draws exactly what the uninterrupted run would have.
 //!
 //! The files: [`config`] (the run's settings and their ranges), [`state`] (the logs, the
-//! resumable state and the events), [`sample`] (training segments and the per-step RNG),
-//! [`save`] (checkpoint folders) and [`run`] (the loop and validation).
+//! resumable state and the events), `layout` (the device's largest buffer and the budget:
+//! how each step runs), `sample` (training segments and the per-step RNG), `save` (checkpoint
+//! folders) and [`run`] (the loop and validation).
 
 pub mod config;
+mod layout;
 pub mod run;
 mod sample;
 mod save;

@@ -5,6 +5,7 @@ use std::time::Instant;
 use burn::optim::{AdamWConfig, GradientsAccumulator};
 use rand::Rng;
 
+use super::layout::plan_run;
 use super::sample::{Sampler, step_rng};
 use super::save::save_checkpoint;
 use super::{StepLog, TrainConfig, TrainError, TrainEvent, TrainState, ValidLog, io};
@@ -47,13 +48,6 @@ pub fn train(
         train_tracks.len(),
         valid_tracks.len()
     )));
-    let seg = ((cfg.segment_seconds * rate as f64).round() as usize).max(model_cfg.n_fft);
-    let sampler = Sampler {
-        tracks: train_tracks,
-        rate,
-        len: seg,
-        augment: cfg.augment.clone(),
-    };
     let resolved = crate::engine::device::resolve(cfg.device)?;
     events(TrainEvent::Message(format!(
         "training on {}",
@@ -62,6 +56,18 @@ pub fn train(
     for w in &resolved.warnings {
         events(TrainEvent::Message(w.clone()));
     }
+    // The device's limits (and the budget), before any work: a step that cannot fit is
+    // refused here.
+    let layout = plan_run(model_cfg, cfg, &resolved.device)?;
+    for m in &layout.messages {
+        events(TrainEvent::Message(m.clone()));
+    }
+    let sampler = Sampler {
+        tracks: train_tracks,
+        rate,
+        len: layout.segment_samples,
+        augment: cfg.augment.clone(),
+    };
     let device = resolved.device.clone().autodiff();
     // Weights: resume > --from > fresh (check_out made sure a resume has a checkpoint).
     let last = cfg.out.join("last");
@@ -136,13 +142,8 @@ pub fn train(
     crate::audio::encode::write_atomic(&cfg.out.join("train.json"), true, |f| {
         std::io::Write::write_all(f, js.as_bytes())
     })?;
-    let checkpoint = cfg
-        .checkpointing
-        .then(|| crate::train::checkpoint::CheckpointOptions {
-            offload: cfg.offload,
-            ..Default::default()
-        });
-    let kit = StepKit::new(model_cfg, cfg.loss.clone(), checkpoint, &device)?;
+    let kit = StepKit::new(model_cfg, cfg.loss.clone(), layout.checkpoint, &device)?
+        .with_path_chunk_bytes(layout.path_chunk_bytes);
     let t0 = Instant::now();
     while state.step < cfg.steps {
         let step = state.step;
@@ -154,12 +155,12 @@ pub fn train(
             let examples = (0..cfg.batch)
                 .map(|_| sampler.example(&mut rng))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (x, y, n) = kit.batch(&examples, model_cfg, &device)?;
+            let batch = kit.host_batch(&examples, model_cfg)?;
             let MicroStep {
                 loss: total,
                 si_sdr,
                 grads,
-            } = kit.gradients(&model, x, y, n);
+            } = kit.gradients_in_pieces(&model, &batch, layout.items_per_piece, &device);
             loss_sum += total
                 .into_data()
                 .convert::<f32>()
