@@ -82,7 +82,7 @@ pub(super) fn plan_run(
         };
         let fit = fit_with(&pm, budget, 1, mode, backend, &options).map_err(|e| {
             TrainError::Invalid(format!(
-                "the memory budget ({}) cannot be kept: {e}",
+                "the memory budget (--budget) of {} cannot be kept: {e}",
                 format_bytes(budget)
             ))
         })?;
