@@ -79,7 +79,9 @@ pub struct TrainArgs {
     /// validates worse.
     #[arg(long)]
     pub overwrite: bool,
-    /// Memory budget (e.g. 8GiB): report what the planner predicts for this run.
+    /// Device memory budget (e.g. 8GiB): the planner chooses the segment (at most --segment),
+    /// checkpointing and offload so that a step's predicted peak stays under 90 % of it, and
+    /// the run trains with that plan (printed as `plan:` lines).
     #[arg(long)]
     pub budget: Option<String>,
     /// Where to train: auto (a hardware GPU when wgpu finds one, else the CPU), gpu (any wgpu
@@ -163,6 +165,13 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         );
     }
     let (model_cfg, from) = model_and_start(&a)?;
+    let budget = match &a.budget {
+        Some(b) => Some(
+            crate::memory::planner::parse_bytes(b)
+                .map_err(|e| anyhow::anyhow!("--budget {b}: {e}"))?,
+        ),
+        None => None,
+    };
     let cfg = TrainConfig {
         data: a.data,
         valid: a.valid,
@@ -180,6 +189,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         seed: a.seed,
         overwrite: a.overwrite,
         device: a.device,
+        budget,
         loss: crate::train::loss::LossConfig {
             si_sdr_weight: a.si_sdr_weight,
             sdr_weight: a.sdr_weight,
@@ -187,24 +197,9 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         },
         ..Default::default()
     };
-    // Numbers first, before the planner sees them.
+    // Numbers first; the trainer then plans the run for the device (and the budget) and
+    // refuses a budget nothing fits in before any work.
     cfg.validate(&model_cfg)?;
-    if let Some(b) = &a.budget {
-        use crate::memory::planner::{BackendKind, Mode, fit, parse_bytes};
-        let budget = parse_bytes(b).map_err(|e| anyhow::anyhow!("--budget {b}: {e}"))?;
-        let mut m = crate::engine::plan::plan_model(&model_cfg);
-        m.segment_samples = (a.segment * model_cfg.sample_rate as f64) as usize;
-        let mode = if a.checkpointing {
-            Mode::TrainingCheckpointed
-        } else {
-            Mode::Training
-        };
-        match fit(&m, budget, 1, mode, BackendKind::NonFused) {
-            Ok(f) => f.explanation.iter().for_each(|l| eprintln!("plan: {l}")),
-            // A budget nothing fits in is refused rather than trained past.
-            Err(e) => bail!("--budget {b}: {e}"),
-        }
-    }
     let stop = CancelToken::new();
     {
         let stop = stop.clone();

@@ -2,19 +2,26 @@
 //! checkpointed), the loss and the gradients of every parameter. The trainer, `bench train`,
 //! the memory benchmark and the GPU-vs-CPU gradient check all go through [`StepKit`], so what
 //! they measure is what training does.
+//!
+//! A micro-batch too large for the device's largest buffer runs in pieces of items
+//! ([`StepKit::gradients_in_pieces`]): each piece's loss is weighted by its share of what the
+//! whole batch's loss averages over, so the accumulated gradients are the whole batch's.
+
+use std::ops::Range;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::checkpoint::{CheckpointOptions, checkpointed_gradients};
 use super::dataset::Example;
 use super::error::TrainError;
-use super::loss::{LossConfig, SeparationLoss};
+use super::loss::{LossConfig, SILENT_POWER, SeparationLoss};
 use super::spectral::DiffIstft;
 use crate::dsp::stft::Stft;
 use crate::model::config::ModelConfig;
 use crate::model::network::{AttentionImpl, ForwardOptions, TfLocoformer};
+use crate::model::reduce::mean_rows;
 
 /// What one micro-batch gives back.
 pub struct MicroStep {
@@ -32,8 +39,55 @@ pub struct StepKit {
     stft: Stft,
     istft: DiffIstft,
     loss: SeparationLoss,
+    /// The loss in two parts for pieces of a batch: the (SI-)SDR terms, averaged over the
+    /// active rows, and the L1 and spectral terms, averaged over every item.
+    parts: [SeparationLoss; 2],
     checkpoint: Option<CheckpointOptions>,
     opts: ForwardOptions<'static>,
+}
+
+/// A micro-batch on the host: every item's network input and targets, from which the device
+/// tensors of the whole batch or of a piece of it are made.
+pub struct HostBatch {
+    /// Input spectra, item-major `[items, 2·ac, T, F]`.
+    spec: Vec<f32>,
+    /// Targets, item-major `[items, 4·ac, N]`.
+    target: Vec<f32>,
+    items: usize,
+    ac: usize,
+    t: usize,
+    f: usize,
+    n: usize,
+}
+
+impl HostBatch {
+    /// Network items (`2·examples / ac`).
+    pub fn items(&self) -> usize {
+        self.items
+    }
+
+    /// Samples per item.
+    pub fn samples(&self) -> usize {
+        self.n
+    }
+
+    /// The input and targets of items `range` on `device`.
+    ///
+    /// # Shapes
+    /// - output: (`[r, 2·ac, T, F]`, `[r, 4·ac, N]`) with r = the range's length
+    pub fn tensors(&self, range: Range<usize>, device: &Device) -> (Tensor<4>, Tensor<3>) {
+        let r = range.len();
+        let (x_len, y_len) = (2 * self.ac * self.t * self.f, 4 * self.ac * self.n);
+        let spec = self.spec[range.start * x_len..range.end * x_len].to_vec();
+        let target = self.target[range.start * y_len..range.end * y_len].to_vec();
+        (
+            Tensor::from_data(
+                TensorData::new(spec, [r, 2 * self.ac, self.t, self.f]),
+                device,
+            ),
+            Tensor::from_data(TensorData::new(target, [r, 4 * self.ac, self.n]), device),
+        )
+    }
 }
 
 impl StepKit {
@@ -47,10 +101,25 @@ impl StepKit {
     ) -> Result<Self, TrainError> {
         let stft = Stft::new(model.n_fft, model.hop_length)
             .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let sdr_terms = LossConfig {
+            l1_weight: 0.0,
+            spectral_weight: 0.0,
+            spectral_ffts: Vec::new(),
+            ..loss.clone()
+        };
+        let other_terms = LossConfig {
+            si_sdr_weight: 0.0,
+            sdr_weight: 0.0,
+            ..loss.clone()
+        };
         Ok(Self {
             stft,
             istft: DiffIstft::new(model.n_fft, model.hop_length, device),
             loss: SeparationLoss::new(loss, device),
+            parts: [
+                SeparationLoss::new(sdr_terms, device),
+                SeparationLoss::new(other_terms, device),
+            ],
             checkpoint,
             // The backend's kernel: WGSL on wgpu, the host attention kernel on flex.
             opts: ForwardOptions {
@@ -58,6 +127,15 @@ impl StepKit {
                 ..Default::default()
             },
         })
+    }
+
+    /// This kit with each path's intermediates capped at `bytes` (the network's
+    /// [`ForwardOptions::max_chunk_bytes`]: a path runs its sequences in sub-batches whose FFN
+    /// hidden and qkv stay under it, and non-fused attention scores are chunked under it).
+    /// `None` (the default): every path on all its sequences at once.
+    pub fn with_path_chunk_bytes(mut self, bytes: Option<usize>) -> Self {
+        self.opts.max_chunk_bytes = bytes;
+        self
     }
 
     /// Network input and targets of a batch of examples (each a stereo segment; a mono model
@@ -72,7 +150,18 @@ impl StepKit {
         cfg: &ModelConfig,
         device: &Device,
     ) -> Result<(Tensor<4>, Tensor<3>, usize), TrainError> {
-        batch_tensors(examples, cfg, &self.stft, device)
+        let host = self.host_batch(examples, cfg)?;
+        let (x, y) = host.tensors(0..host.items, device);
+        Ok((x, y, host.n))
+    }
+
+    /// [`batch`](Self::batch) on the host, to be made into tensors whole or in pieces.
+    pub fn host_batch(
+        &self,
+        examples: &[Example],
+        cfg: &ModelConfig,
+    ) -> Result<HostBatch, TrainError> {
+        host_batch(examples, cfg, &self.stft)
     }
 
     /// Loss and gradients of one micro-batch.
@@ -87,14 +176,104 @@ impl StepKit {
         y: Tensor<3>,
         n: usize,
     ) -> MicroStep {
+        self.differentiate(model, x, |out| {
+            let parts = self.loss.forward(y, decode_output(out, &self.istft, n));
+            (parts.total, parts.si_sdr_per_stem)
+        })
+    }
+
+    /// Loss and gradients of the micro-batch `batch`, its items going through the network
+    /// `items_per_piece` at a time (all at once when that is at least the batch: exactly
+    /// [`gradients`](Self::gradients)).
+    ///
+    /// The loss averages its (SI-)SDR terms over the batch's active rows (non-silent
+    /// references) and its L1 and spectral terms over every item; a piece with `c` of the
+    /// batch's `C` active rows and `b` of its `B` items adds `c/C` of its (SI-)SDR terms and
+    /// `b/B` of the others, so the pieces' losses, SI-SDRs and gradients sum to the whole
+    /// batch's (up to summation order).
+    pub fn gradients_in_pieces(
+        &self,
+        model: &TfLocoformer,
+        batch: &HostBatch,
+        items_per_piece: usize,
+        device: &Device,
+    ) -> MicroStep {
+        let (items, n) = (batch.items, batch.n);
+        let k = items_per_piece.max(1);
+        if k >= items {
+            let (x, y) = batch.tensors(0..items, device);
+            return self.gradients(model, x, y, n);
+        }
+        let ranges: Vec<Range<usize>> = (0..items)
+            .step_by(k)
+            .map(|start| start..(start + k).min(items))
+            .collect();
+        // The active rows of each piece, counted as the loss counts them.
+        let active: Vec<f32> = ranges
+            .iter()
+            .map(|r| active_rows(batch.tensors(r.clone(), device).1))
+            .collect();
+        let total_active = active.iter().sum::<f32>().max(1.0);
+        let mut acc = GradientsAccumulator::<TfLocoformer>::new();
+        let mut loss: Option<Tensor<1>> = None;
+        let mut si_sdr: Vec<f32> = Vec::new();
+        for (r, c) in ranges.into_iter().zip(active) {
+            let share = r.len() as f64 / items as f64;
+            let (x, y) = batch.tensors(r, device);
+            let step = self.differentiate(model, x, |out| {
+                let est = decode_output(out, &self.istft, n);
+                let sdr = self.parts[0].forward(y.clone(), est.clone());
+                let other = self.parts[1].forward(y, est);
+                let total =
+                    sdr.total * (f64::from(c) / f64::from(total_active)) + other.total * share;
+                let si: Vec<f32> = sdr
+                    .si_sdr_per_stem
+                    .iter()
+                    .map(|v| v * share as f32)
+                    .collect();
+                (total, si)
+            });
+            loss = Some(match loss {
+                None => step.loss,
+                Some(l) => l + step.loss,
+            });
+            if si_sdr.is_empty() {
+                si_sdr = step.si_sdr;
+            } else {
+                si_sdr
+                    .iter_mut()
+                    .zip(&step.si_sdr)
+                    .for_each(|(a, b)| *a += b);
+            }
+            acc.accumulate(model, step.grads);
+        }
+        MicroStep {
+            loss: loss.expect("a batch has at least one piece"),
+            si_sdr,
+            grads: acc.grads(),
+        }
+    }
+
+    /// The forward (plain or checkpointed) of `x`, `head` (network output → loss and per-stem
+    /// SI-SDR) and the backward.
+    ///
+    /// # Shapes
+    /// - x: `[B, 2·ac, T, F]`
+    /// - `head` input: `[B, 2·S·ac, T, F]`; its loss `[1]`
+    fn differentiate(
+        &self,
+        model: &TfLocoformer,
+        x: Tensor<4>,
+        head: impl FnOnce(Tensor<4>) -> (Tensor<1>, Vec<f32>),
+    ) -> MicroStep {
         match &self.checkpoint {
             Some(options) => {
                 let mut si_sdr = Vec::new();
                 let (loss, grads) =
-                    checkpointed_gradients(model, x, self.opts, Some(options.clone()), |out| {
-                        let parts = self.loss.forward(y, decode_output(out, &self.istft, n));
-                        si_sdr = parts.si_sdr_per_stem;
-                        parts.total
+                    checkpointed_gradients(model, x, self.opts, Some(*options), |out| {
+                        let (total, si) = head(out);
+                        si_sdr = si;
+                        total
                     });
                 MicroStep {
                     loss,
@@ -103,12 +282,11 @@ impl StepKit {
                 }
             }
             None => {
-                let est = decode_output(model.forward(x, self.opts), &self.istft, n);
-                let parts = self.loss.forward(y, est);
-                let grads = GradientsParams::from_grads(parts.total.backward(), model);
+                let (total, si_sdr) = head(model.forward(x, self.opts));
+                let grads = GradientsParams::from_grads(total.backward(), model);
                 MicroStep {
-                    loss: parts.total.detach(),
-                    si_sdr: parts.si_sdr_per_stem,
+                    loss: total.detach(),
+                    si_sdr,
                     grads,
                 }
             }
@@ -116,13 +294,31 @@ impl StepKit {
     }
 }
 
-/// Network input and targets; see [`StepKit::batch`].
-fn batch_tensors(
+/// Rows of `y` the loss's SI-SDR terms count: references louder than [`SILENT_POWER`], by the
+/// loss's own rule.
+///
+/// # Shapes
+/// - y: `[B, S, N]`
+fn active_rows(y: Tensor<3>) -> f32 {
+    let [b, s, n] = y.dims();
+    mean_rows(y.reshape([b * s, n]).square())
+        .greater_elem(SILENT_POWER)
+        .float()
+        .sum()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0.0)
+}
+
+/// Network input and targets on the host; see [`StepKit::batch`].
+fn host_batch(
     examples: &[Example],
     cfg: &ModelConfig,
     stft: &Stft,
-    device: &Device,
-) -> Result<(Tensor<4>, Tensor<3>, usize), TrainError> {
+) -> Result<HostBatch, TrainError> {
     let ac = cfg.audio_channels;
     let n = examples[0].stems[0][0].len();
     let (t, f) = (stft.num_frames(n), stft.num_bins());
@@ -166,9 +362,15 @@ fn batch_tensors(
             spec[base + (ac + ich) * plane..base + (ac + ich + 1) * plane].copy_from_slice(&im);
         }
     }
-    let x = Tensor::<4>::from_data(TensorData::new(spec, [items, 2 * ac, t, f]), device);
-    let y = Tensor::<3>::from_data(TensorData::new(target, [items, 4 * ac, n]), device);
-    Ok((x, y, n))
+    Ok(HostBatch {
+        spec,
+        target,
+        items,
+        ac,
+        t,
+        f,
+        n,
+    })
 }
 
 /// Estimated waveforms from the network output (the differentiable iSTFT of each source).

@@ -30,6 +30,11 @@ pub struct FitOptions {
     pub min_segment_samples: Option<usize>,
     /// Fraction of the budget the predicted peak may use.
     pub target_fraction: f64,
+    /// The device's largest single buffer (cubecl's `max_page_size`: 128 MiB on lavapipe,
+    /// about 2 GiB on NVIDIA/AMD Vulkan); settings whose largest allocation exceeds it are
+    /// passed over. `None`: no limit (the CPU).
+    #[serde(default)]
+    pub max_allocation_bytes: Option<u64>,
 }
 
 impl Default for FitOptions {
@@ -40,6 +45,7 @@ impl Default for FitOptions {
             max_batch: 8,
             min_segment_samples: None,
             target_fraction: 0.9,
+            max_allocation_bytes: None,
         }
     }
 }
@@ -79,10 +85,87 @@ pub enum FitError {
         /// The settings that gave it.
         smallest: String,
     },
+    /// Settings within the budget exist, but each needs one buffer larger than the device's
+    /// largest, down to one item with the finest path sub-batches.
+    #[error(
+        "{what} needs {} in one buffer, more than this device's largest buffer ({}), even for \
+         one item (one segment of one channel) with every path in the finest sub-batches; {}",
+        format_bytes(*bytes),
+        format_bytes(*limit_bytes),
+        longest_segment_note(*longest_segment_seconds)
+    )]
+    BufferTooLarge {
+        /// The tensor, with its shape.
+        what: String,
+        /// Its bytes.
+        bytes: u64,
+        /// The device's largest buffer.
+        limit_bytes: u64,
+        /// The longest segment (s) whose buffers all fit under the limit with those settings;
+        /// `None` when not even one hop does.
+        longest_segment_seconds: Option<f64>,
+    },
+}
+
+/// The end of [`FitError::BufferTooLarge`]'s message.
+fn longest_segment_note(seconds: Option<f64>) -> String {
+    match seconds {
+        Some(s) => format!("the longest segment that fits is {s:.3} s"),
+        None => "even a segment of one hop needs a larger buffer".into(),
+    }
+}
+
+impl FitError {
+    /// The [`FitError::BufferTooLarge`] of `req` (its plan's largest allocation exceeds
+    /// `limit`), with the longest segment that fits at the same settings.
+    pub(super) fn buffer_too_large(model: &PlanModel, req: &PlanRequest, limit: u64) -> FitError {
+        let p = plan(model, req);
+        FitError::BufferTooLarge {
+            what: p.largest_allocation,
+            bytes: p.largest_allocation_bytes,
+            limit_bytes: limit,
+            longest_segment_seconds: longest_segment_within(model, req, limit)
+                .map(|n| n as f64 / model.sample_rate.max(1) as f64),
+        }
+    }
+}
+
+/// The longest segment (samples, at least one hop, at most `req`'s) whose largest allocation
+/// at `req`'s other settings is at most `limit`; `None` when even one hop exceeds it. The
+/// largest allocation grows with the segment, so a bisection finds it.
+pub(super) fn longest_segment_within(
+    model: &PlanModel,
+    req: &PlanRequest,
+    limit: u64,
+) -> Option<usize> {
+    let fits = |samples: usize| {
+        let r = PlanRequest {
+            segment_samples: samples,
+            ..req.clone()
+        };
+        plan(model, &r).largest_allocation_bytes <= limit
+    };
+    let (mut lo, mut hi) = (model.hop.max(1), req.segment_samples.max(1));
+    if !fits(lo) {
+        return None;
+    }
+    if fits(hi) {
+        return Some(hi);
+    }
+    // fits(lo) and !fits(hi).
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
 }
 
 /// Path-chunk caps tried, from none (fastest) to fine.
-const PATH_CHUNK_LADDER: [Option<u64>; 10] = [
+pub(super) const PATH_CHUNK_LADDER: [Option<u64>; 10] = [
     None,
     Some(GIB),
     Some(512 * MIB),
@@ -120,7 +203,10 @@ pub fn fit(
 /// never below the minimum) → no checkpointing before checkpointing (training) → no path
 /// chunking before finer and finer path sub-batches; then the batch grows while it still fits.
 /// Attention is fused when the backend has the kernel, else chunked with score tensors capped
-/// at the path-chunk cap (1 GiB without path chunking).
+/// at the path-chunk cap (1 GiB without path chunking). With
+/// [`FitOptions::max_allocation_bytes`], a candidate whose largest allocation exceeds it does
+/// not fit whatever its peak; when that leaves nothing, the error is
+/// [`FitError::BufferTooLarge`].
 pub fn fit_with(
     model: &PlanModel,
     budget_bytes: u64,
@@ -137,10 +223,22 @@ pub fn fit_with(
         backend,
         options,
     };
-    let (req, first_plan) = match first_fit(model, &segments, modes, &candidates, target) {
-        Ok(found) => found,
-        Err(smallest) => {
-            let (peak, req) = smallest.unwrap_or((
+    let limit = options.max_allocation_bytes;
+    let mut search = first_fit(model, &segments, modes, &candidates, target, limit);
+    let (req, first_plan) = match search.found.take() {
+        Some(found) => found,
+        None => {
+            // Within the budget but over the device's buffer limit: name the buffer.
+            if let (Some(limit), Some(over)) = (limit, &search.first_over_limit) {
+                let finest = candidates.request(
+                    segments.full,
+                    1,
+                    over.0,
+                    PATH_CHUNK_LADDER[PATH_CHUNK_LADDER.len() - 1],
+                );
+                return Err(FitError::buffer_too_large(model, &finest, limit));
+            }
+            let (peak, req) = search.smallest.unwrap_or((
                 u64::MAX,
                 candidates.request(segments.min, 1, modes[0], None),
             ));
@@ -158,7 +256,8 @@ pub fn fit_with(
     } else {
         options.max_batch.max(1)
     };
-    let (req, chosen_plan, batch_note) = grow_batch(model, req, first_plan, target, max_batch);
+    let (req, chosen_plan, batch_note) =
+        grow_batch(model, req, first_plan, target, limit, max_batch);
 
     let mut lines = vec![format!(
         "budget {} → planning for a peak ≤ {} ({:.0} %)",
@@ -177,6 +276,9 @@ pub fn fit_with(
     lines.extend(attention_lines(model, &req, &chosen_plan));
     lines.extend(path_chunk_lines(&req, &chosen_plan));
     lines.extend(training_lines(model, &req, &chosen_plan));
+    if let Some(limit) = limit {
+        lines.push(limit_line(&search, &chosen_plan, limit));
+    }
     lines.push(batch_note.unwrap_or_else(|| {
         format!(
             "batch of {} chunk(s) per forward (the most allowed)",
@@ -282,32 +384,81 @@ impl Candidates<'_> {
     }
 }
 
+/// What [`first_fit`] saw.
+struct Search {
+    /// The first request that fits, with its plan.
+    found: Option<(PlanRequest, MemoryPlan)>,
+    /// The smallest peak seen and its request (`None` only if nothing was tried).
+    smallest: Option<(u64, PlanRequest)>,
+    /// Requests within the target passed over for a buffer above the device limit.
+    over_limit: usize,
+    /// The first of them: its (mode, offload), largest allocation and its bytes.
+    first_over_limit: Option<((Mode, bool), String, u64)>,
+}
+
 /// The first batch-1 request in search order (segment → mode → path-chunk cap) whose peak is
-/// at most `target`, with its plan; else the smallest peak seen and its request (`None` only
-/// if nothing was tried).
+/// at most `target` and whose largest allocation is at most `limit`, with its plan; and what
+/// was passed over on the way.
 fn first_fit(
     model: &PlanModel,
     segments: &SegmentLadder,
     modes: &[(Mode, bool)],
     candidates: &Candidates,
     target: u64,
-) -> Result<(PlanRequest, MemoryPlan), Option<(u64, PlanRequest)>> {
-    let mut smallest: Option<(u64, PlanRequest)> = None;
+    limit: Option<u64>,
+) -> Search {
+    let mut search = Search {
+        found: None,
+        smallest: None,
+        over_limit: 0,
+        first_over_limit: None,
+    };
     for &segment in &segments.lengths {
         for &m in modes {
             for cap in PATH_CHUNK_LADDER {
                 let req = candidates.request(segment, 1, m, cap);
                 let p = plan(model, &req);
-                if smallest.as_ref().is_none_or(|(b, _)| p.peak_bytes < *b) {
-                    smallest = Some((p.peak_bytes, req.clone()));
+                if search
+                    .smallest
+                    .as_ref()
+                    .is_none_or(|(b, _)| p.peak_bytes < *b)
+                {
+                    search.smallest = Some((p.peak_bytes, req.clone()));
                 }
-                if p.peak_bytes <= target {
-                    return Ok((req, p));
+                if p.peak_bytes > target {
+                    continue;
                 }
+                if limit.is_some_and(|l| p.largest_allocation_bytes > l) {
+                    search.over_limit += 1;
+                    search.first_over_limit.get_or_insert_with(|| {
+                        (m, p.largest_allocation.clone(), p.largest_allocation_bytes)
+                    });
+                    continue;
+                }
+                search.found = Some((req, p));
+                return search;
             }
         }
     }
-    Err(smallest)
+    search
+}
+
+/// The device-limit line of the explanation: the chosen plan's largest buffer against the
+/// limit, and what was passed over for it.
+fn limit_line(search: &Search, chosen: &MemoryPlan, limit: u64) -> String {
+    let mut line = format!(
+        "largest buffer {} ≤ the device's largest buffer {}",
+        format_bytes(chosen.largest_allocation_bytes),
+        format_bytes(limit)
+    );
+    if let Some((_, what, bytes)) = &search.first_over_limit {
+        line.push_str(&format!(
+            "; {} setting(s) within the budget were passed over for a larger buffer (first: {what}, {})",
+            search.over_limit,
+            format_bytes(*bytes)
+        ));
+    }
+    line
 }
 
 /// Grows the batch one chunk at a time while the peak stays at most `target` (up to
@@ -318,6 +469,7 @@ fn grow_batch(
     mut req: PlanRequest,
     mut chosen: MemoryPlan,
     target: u64,
+    limit: Option<u64>,
     max_batch: usize,
 ) -> (PlanRequest, MemoryPlan, Option<String>) {
     while req.batch < max_batch {
@@ -332,6 +484,16 @@ fn grow_batch(
                 req.batch,
                 next.batch,
                 format_bytes(p.peak_bytes)
+            );
+            return (req, chosen, Some(note));
+        }
+        if let Some(limit) = limit.filter(|&l| p.largest_allocation_bytes > l) {
+            let note = format!(
+                "batch of {} chunk(s) per forward: {} would need a {} buffer, above the device's {}",
+                req.batch,
+                next.batch,
+                format_bytes(p.largest_allocation_bytes),
+                format_bytes(limit)
             );
             return (req, chosen, Some(note));
         }

@@ -36,11 +36,12 @@
 //! | `phases.rs` | the whole run's phases per [`Mode`], built from the path stages |
 //! | `plan.rs` | [`plan`] / [`plan_checked`] and their answer [`MemoryPlan`] |
 //! | `fit.rs` | [`fit`] / [`fit_with`]: settings that fit a budget, with the explanation |
+//! | `step_layout.rs` | [`fit_step`]: a training micro-batch under the device's largest buffer (path sub-batches, pieces) |
 //! | `report.rs` | [`MemoryPlan::table`] |
 //!
 //! The table goes bottom-up: a file imports only files above it (`units` and `category` are
-//! leaves; `plan` sits on `phases`, `phases` on `run` and `stages`; `fit` and `report` on
-//! `plan`).
+//! leaves; `plan` sits on `phases`, `phases` on `run` and `stages`; `fit`, `step_layout` and
+//! `report` on `plan`).
 
 mod category;
 mod fit;
@@ -52,6 +53,7 @@ mod report;
 mod request;
 mod run;
 mod stages;
+mod step_layout;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -61,5 +63,6 @@ pub use fit::{BackendKind, FitError, FitOptions, FitResult, fit, fit_with};
 pub use model::{PlanModel, param_count};
 pub use plan::{MemoryPlan, PathPlan, PlanTooLarge, plan, plan_checked};
 pub use request::{AttentionStrategy, Calibration, Mode, PlanRequest, Precision};
+pub use step_layout::{StepLayout, fit_step, with_items};
 
 pub use units::{GIB, KIB, MIB, ParseError, format_bytes, parse_bytes};
