@@ -235,7 +235,7 @@ mod tests {
         let mut cfg = preset("demo").unwrap().config;
         cfg.n_layers = 2;
         let net = from_state_dict(&cfg, &init_state_dict(&cfg, 3), &device).unwrap();
-        let t = 4410 / cfg.hop_length + 1;
+        let t = cfg.n_frames(4410);
         let f = cfg.n_freqs();
         device.seed(7);
         let spec = Tensor::<4>::random([2, 2, t, f], Distribution::Normal(0.0, 1.0), &device);

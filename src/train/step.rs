@@ -378,7 +378,7 @@ fn host_batch(
 /// # Shapes
 /// - out: `[B, 2·S·ac, T, F]`
 /// - output: `[B, S·ac, N]`
-pub fn decode_output(out: Tensor<4>, istft: &DiffIstft, n: usize) -> Tensor<3> {
+fn decode_output(out: Tensor<4>, istft: &DiffIstft, n: usize) -> Tensor<3> {
     let [b, c, t, f] = out.dims();
     let k = c / 2;
     let z = out.reshape([b, k, 2, t, f]);

@@ -12,8 +12,8 @@ use super::GIB;
 use super::fit::{FitError, PATH_CHUNK_LADDER};
 use super::model::PlanModel;
 use super::plan::{MemoryPlan, plan};
-use super::units::format_bytes;
 use super::request::{AttentionStrategy, PlanRequest};
+use super::units::format_bytes;
 
 /// How a training micro-batch runs: the answer of [`fit_step`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
