@@ -142,13 +142,9 @@ impl PlanKey {
             } else {
                 Mode::Training
             },
-            // The step's attention: the fused kernel on wgpu, plain ops (whole score tensors)
-            // on the CPU.
-            attention: if self.gpu {
-                AttentionStrategy::Fused
-            } else {
-                AttentionStrategy::Materialized
-            },
+            // The step's attention never stores a score tensor: the fused WGSL kernel on
+            // wgpu, the host attention kernel (forward and backward) on the CPU.
+            attention: AttentionStrategy::Fused,
             offload_checkpoints: self.offload,
             calibration: if self.gpu {
                 Calibration::WGPU
@@ -524,17 +520,21 @@ impl FineTunePanel {
                         .on_hover_text("Segments per step");
                     ui.end_row();
                     ui.label("Checkpointing");
-                    ui.horizontal(|ui| {
-                        ui.checkbox(&mut f.checkpointing, "recompute each block in the backward")
-                            .on_hover_text(
-                                "Keeps only each block's input for the backward, which runs each \
-                                 block's forward again: less memory, more time per step",
-                            );
-                        ui.add_enabled(
-                            f.checkpointing,
-                            egui::Checkbox::new(&mut f.offload, "block inputs in host memory"),
+                    ui.checkbox(&mut f.checkpointing, "recompute each block in the backward")
+                        .on_hover_text(
+                            "Keeps only each block's input for the backward, which runs each \
+                             block's forward again: less memory, more time per step",
                         );
-                    });
+                    ui.end_row();
+                    // Own row: beside the checkpointing box it pushed Browse out of the panel.
+                    ui.label("Offload");
+                    ui.add_enabled(
+                        f.checkpointing,
+                        egui::Checkbox::new(&mut f.offload, "block inputs in host memory"),
+                    )
+                    .on_hover_text(
+                        "With checkpointing: keep the block inputs in RAM, not on the device",
+                    );
                     ui.end_row();
                     let l = ui.label("Validate + save every");
                     ui.add(egui::DragValue::new(&mut f.every).range(1..=100_000))

@@ -414,7 +414,12 @@ impl eframe::App for LocosepApp {
                     if self.trainer.is_some() {
                         let names = self.presets.names();
                         let gpu = self.presets.fused(self.finetune.form.device);
-                        if let Some(action) = self.finetune.show(ui, &names, gpu) {
+                        // Scrolls: with the breakdown open the tab is taller than a small window.
+                        let action = egui::ScrollArea::vertical()
+                            .id_salt("finetune-scroll")
+                            .show(ui, |ui| self.finetune.show(ui, &names, gpu))
+                            .inner;
+                        if let Some(action) = action {
                             cmds.push(Command::FineTune(action));
                         }
                         if self.finetune.is_running() {

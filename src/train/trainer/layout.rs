@@ -47,9 +47,12 @@ pub(super) fn plan_run(
     cfg: &TrainConfig,
     device: &Device,
 ) -> Result<AppliedLayout, TrainError> {
-    let fused = crate::kernels::attention::fused_available(device);
+    // Attention without a score tensor: the WGSL kernel on wgpu, the host kernel (forward and
+    // backward, log-sum-exp saved) on flex — `StepKit` runs `AttentionImpl::Fused` on both.
+    let wgpu = crate::kernels::attention::fused_available(device);
+    let fused = wgpu || crate::kernels::attention::cpu_kernel_available(device);
     let limit = crate::kernels::device::max_allocation_bytes(device);
-    let calibration = if fused {
+    let calibration = if wgpu {
         Calibration::WGPU
     } else {
         Calibration::FLEX
@@ -75,12 +78,14 @@ pub(super) fn plan_run(
             max_allocation_bytes: limit,
             ..FitOptions::default()
         };
+        // Song channels 2: training segments are stereo, like the step planned below (two mono
+        // items per segment, or one joint item for stereo models).
         let backend = if fused {
             BackendKind::Fused
         } else {
             BackendKind::NonFused
         };
-        let fit = fit_with(&pm, budget, 1, mode, backend, &options).map_err(|e| {
+        let fit = fit_with(&pm, budget, 2, mode, backend, &options).map_err(|e| {
             TrainError::Invalid(format!(
                 "the memory budget (--budget) of {} cannot be kept: {e}",
                 format_bytes(budget)
