@@ -7,23 +7,12 @@ use super::*;
 fn fine_tune_tab_starts_stops_and_offers_the_model_without_switching() {
     use crate::train::trainer::{StepLog, TrainEvent, ValidLog};
     use crate::train::worker::{ModelSpec, TrainCommand, TrainUpdate};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = AppOptions {
-        settings_path: Some(settings_file(dir.path(), |_| {})),
-        ..Default::default()
-    };
-    let (cmd_tx, _cmd_rx) = channel();
-    let (_ev_tx, ev_rx) = channel();
-    let (train_tx, train_rx) = channel();
-    let (up_tx, up_rx) = channel();
-    let mut h = Harness::builder()
-        .with_size(egui::Vec2::new(1280.0, 800.0))
-        .build_eframe(move |cc| {
-            LocosepApp::new(&cc.egui_ctx, None, cmd_tx, ev_rx, options)
-                .with_trainer(train_tx, up_rx)
-        });
-    h.get_by_label("Fine-tune").click();
-    h.run_ok();
+    let FineTuneRig {
+        mut h,
+        train_rx,
+        up_tx,
+        _keep,
+    } = fine_tune_rig();
     {
         let form = h.state_mut().finetune_form_mut();
         form.data = "/data/my-stems".into();
@@ -133,22 +122,12 @@ fn fine_tune_tab_starts_stops_and_offers_the_model_without_switching() {
 fn fine_tune_tab_predicts_the_training_peak_for_its_settings() {
     use crate::memory::planner::{AttentionStrategy, Mode, PlanRequest, format_bytes, plan};
     use crate::train::worker::{TrainCommand, TrainUpdate};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = AppOptions {
-        settings_path: Some(settings_file(dir.path(), |_| {})),
-        ..Default::default()
-    };
-    let (cmd_tx, _cmd_rx) = channel();
-    let (_ev_tx, ev_rx) = channel();
-    let (train_tx, train_rx) = channel();
-    let (up_tx, up_rx) = channel();
-    let mut h = Harness::builder()
-        .with_size(egui::Vec2::new(1280.0, 800.0))
-        .build_eframe(move |cc| {
-            LocosepApp::new(&cc.egui_ctx, None, cmd_tx, ev_rx, options)
-                .with_trainer(train_tx, up_rx)
-        });
-    h.get_by_label("Fine-tune").click();
+    let FineTuneRig {
+        mut h,
+        train_rx,
+        up_tx,
+        _keep,
+    } = fine_tune_rig();
     {
         let form = h.state_mut().finetune_form_mut();
         form.device = crate::engine::DeviceChoice::Cpu;

@@ -445,23 +445,12 @@ fn fine_tune_defaults_to_an_absolute_folder_and_offers_overwrite() {
         Path::new(&crate::gui::finetune::FineTuneForm::default().out).is_absolute(),
         "the default output folder depends on where the app was started"
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = AppOptions {
-        settings_path: Some(settings_file(dir.path(), |_| {})),
-        ..Default::default()
-    };
-    let (cmd_tx, _cmd_rx) = channel();
-    let (_ev_tx, ev_rx) = channel();
-    let (train_tx, train_rx) = channel();
-    let (up_tx, up_rx) = channel();
-    let mut h = Harness::builder()
-        .with_size(egui::Vec2::new(1280.0, 800.0))
-        .build_eframe(move |cc| {
-            LocosepApp::new(&cc.egui_ctx, None, cmd_tx, ev_rx, options)
-                .with_trainer(train_tx, up_rx)
-        });
-    h.get_by_label("Fine-tune").click();
-    h.run_ok();
+    let FineTuneRig {
+        mut h,
+        train_rx,
+        up_tx,
+        _keep,
+    } = fine_tune_rig();
     h.state_mut().finetune_form_mut().data = "/data/my-stems".into();
     h.run_ok();
     h.get_by_label_contains("replace what the output folder holds")

@@ -574,5 +574,48 @@ fn get_models_is_in_the_file_menu() {
     h.get_by_label_contains("demo model is trained on synthetic songs");
 }
 
+/// The app with a fake trainer, showing the Fine-tune tab.
+struct FineTuneRig {
+    h: Harness<'static, LocosepApp>,
+    /// What the app asks the trainer.
+    train_rx: Receiver<crate::train::worker::TrainCommand>,
+    /// The trainer's updates to the app.
+    up_tx: Sender<crate::train::worker::TrainUpdate>,
+    /// Kept alive for the test: the settings folder and the engine's ends of its channels.
+    _keep: (
+        tempfile::TempDir,
+        Receiver<EngineCommand>,
+        Sender<EngineEvent>,
+    ),
+}
+
+/// A [`FineTuneRig`] with default settings in a fresh settings file, one frame after the
+/// Fine-tune tab was clicked.
+fn fine_tune_rig() -> FineTuneRig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = AppOptions {
+        settings_path: Some(settings_file(dir.path(), |_| {})),
+        ..Default::default()
+    };
+    let (cmd_tx, cmd_rx) = channel();
+    let (ev_tx, ev_rx) = channel();
+    let (train_tx, train_rx) = channel();
+    let (up_tx, up_rx) = channel();
+    let mut h = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe(move |cc| {
+            LocosepApp::new(&cc.egui_ctx, None, cmd_tx, ev_rx, options)
+                .with_trainer(train_tx, up_rx)
+        });
+    h.get_by_label("Fine-tune").click();
+    h.run_ok();
+    FineTuneRig {
+        h,
+        train_rx,
+        up_tx,
+        _keep: (dir, cmd_rx, ev_tx),
+    }
+}
+
 mod fine_tune;
 mod first_use;
