@@ -178,35 +178,21 @@ mod tests {
     use crate::train::loss::LossConfig;
     use crate::train::step::{StepKit, compare_gradients, named_gradients};
 
-    /// One layer, 8 channels, 2 heads, hidden 16, n_fft 256 (as `tests/common`'s tiny model).
+    /// One layer, 8 channels, 2 heads, hidden 16, n_fft 256: the demo preset made tiny.
     fn tiny() -> ModelConfig {
-        let toml = r#"
-description = "tiny test model"
-[model]
-n_fft = 256
-hop_length = 128
-n_sources = 4
-n_layers = 1
-emb_dim = 8
-n_heads = 2
-attention_dim = 8
-ffn_type = ["swiglu_conv1d", "swiglu_conv1d"]
-ffn_hidden_dim = [16, 16]
-num_groups = 2
-conv1d_kernel = 4
-conv1d_shift = 1
-norm_type = "rmsgroupnorm"
-tf_order = "ft"
-pos_enc = "rope"
-eps = 1.0e-5
-dropout = 0.0
-[audio]
-sample_rate = 44100
-segment_seconds = 0.5
-audio_channels = 1
-input_norm = "none"
-"#;
-        ModelConfig::from_toml_str(toml, "tiny").expect("tiny config")
+        let mut cfg = crate::model::config::preset("demo")
+            .expect("demo preset")
+            .config;
+        cfg.n_fft = 256;
+        cfg.hop_length = 128;
+        cfg.n_layers = 1;
+        cfg.emb_dim = 8;
+        cfg.n_heads = 2;
+        cfg.attention_dim = 8;
+        cfg.ffn_hidden_dim = vec![16, 16];
+        cfg.num_groups = 2;
+        cfg.segment_seconds = 0.5;
+        cfg
     }
 
     /// `count` stereo examples of `n` samples, tones and noise; in every other example the
