@@ -63,6 +63,71 @@ fn presets_lists_every_preset_with_parameter_counts() {
     }
 }
 
+/// `plan --budget --max-buffer`: settings with a tensor above the device's largest buffer are
+/// passed over, and the chosen plan's largest allocation is under it.
+#[test]
+fn plan_budget_keeps_every_buffer_under_max_buffer() {
+    let largest = |extra: &[&str]| {
+        let out = run(bin()
+            .args([
+                "plan",
+                "--preset",
+                "small",
+                "--seconds",
+                "2",
+                "--budget",
+                "2GiB",
+            ])
+            .args(extra));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("predicted peak"))
+            .unwrap_or_else(|| panic!("no predicted-peak line in {text}"))
+            .to_string();
+        // "… largest allocation 78.61 MiB: …"
+        let after = line
+            .split("largest allocation ")
+            .nth(1)
+            .expect("largest allocation");
+        let mut words = after.split_whitespace();
+        let value: f64 = words.next().and_then(|v| v.parse().ok()).expect("a number");
+        let unit = words.next().expect("a unit").trim_end_matches(':');
+        let mib = match unit {
+            "GiB" => value * 1024.0,
+            "MiB" => value,
+            "KiB" => value / 1024.0,
+            other => panic!("unit {other}"),
+        };
+        (mib, text)
+    };
+    let (free, _) = largest(&[]);
+    let (capped, text) = largest(&["--max-buffer", "128MiB"]);
+    assert!(
+        free > 128.0,
+        "without a limit the plan has a buffer above 128 MiB ({free} MiB)"
+    );
+    assert!(capped <= 128.0, "{capped} MiB > 128 MiB:\n{text}");
+    assert!(text.contains("passed over"), "{text}");
+    let out = run(bin().args([
+        "plan",
+        "--preset",
+        "small",
+        "--budget",
+        "2GiB",
+        "--max-buffer",
+        "1KiB",
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--max-buffer 1KiB"), "{err}");
+}
+
 #[test]
 fn model_check_reproduces_both_fixture_folders() {
     let tmp = tempfile::tempdir().unwrap();

@@ -527,9 +527,12 @@ fn every_numeric_flag_of_separate_plan_bench_and_eval() {
     let budget = Command {
         name: "plan",
         fixed: vec![s("--preset=small")],
-        flags: vec![("budget", s("8GiB"))],
-        // 16 EiB: everything fits.
-        allowed: &[("budget", "18446744073709551615")],
+        flags: vec![("budget", s("8GiB")), ("max-buffer", s("2GiB"))],
+        // 16 EiB: everything fits (as a budget or as the largest buffer).
+        allowed: &[
+            ("budget", "18446744073709551615"),
+            ("max-buffer", "18446744073709551615"),
+        ],
     };
     let (n, f) = run_flags(&budget, &mut || None);
     cases += n;

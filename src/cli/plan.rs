@@ -4,8 +4,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::memory::planner::{
-    AttentionStrategy, BackendKind, Mode, PlanRequest, fit, format_bytes, parse_bytes, plan,
-    plan_checked,
+    AttentionStrategy, BackendKind, FitOptions, Mode, PlanRequest, fit_with, format_bytes,
+    parse_bytes, plan, plan_checked,
 };
 use crate::model::config::{ModelConfig, builtin_presets, preset};
 
@@ -41,6 +41,10 @@ pub struct PlanArgs {
     /// Memory budget, e.g. 8GiB, 512MiB: choose settings that fit 90 % of it and explain.
     #[arg(long)]
     pub budget: Option<String>,
+    /// With --budget: the device's largest single buffer, e.g. 128MiB (lavapipe) or 2GiB
+    /// (NVIDIA/AMD Vulkan); settings with a larger tensor are passed over, as `train` does.
+    #[arg(long, requires = "budget")]
+    pub max_buffer: Option<String>,
     /// Attention strategy: fused, chunked, materialized.
     #[arg(long, default_value = "fused")]
     pub attention: String,
@@ -165,8 +169,21 @@ pub fn run(a: PlanArgs) -> Result<()> {
         } else {
             Mode::Inference
         };
+        let max_allocation_bytes = match &a.max_buffer {
+            Some(x) => Some(parse_bytes(x).with_context(|| format!("--max-buffer {x}"))?),
+            None => None,
+        };
+        let options = FitOptions {
+            max_allocation_bytes,
+            ..FitOptions::default()
+        };
         let fitted =
-            fit(&m, budget, a.channels, mode, backend).with_context(|| format!("--budget {b}"))?;
+            fit_with(&m, budget, a.channels, mode, backend, &options).with_context(|| match &a
+                .max_buffer
+            {
+                Some(x) => format!("--budget {b} with --max-buffer {x}"),
+                None => format!("--budget {b}"),
+            })?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&fitted)?);
         } else {
