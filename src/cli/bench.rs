@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Args;
 
-use super::bench_common::{network_items, print_memory, synthetic_stereo};
+use super::bench_common::{
+    best_and_mean, network_items, print_header, print_memory, synthetic_stereo,
+};
 use crate::engine::Separator;
 use crate::engine::device::{DeviceChoice, resolve};
 use crate::memory::sampler::{MemorySampler, process_rss, reset_peak_rss};
@@ -145,14 +147,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         drop(out);
     }
     let trace = sampler.stop();
-    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    println!(
-        "preset            {} ({} parameters)",
-        cfg.name,
-        cfg.param_count()
-    );
-    println!("device            {}", sep.device().description);
+    let (best, mean) = best_and_mean(&times);
+    print_header(&cfg, &sep.device().description);
     println!(
         "audio             {:.2} s stereo ({} items × {} samples, one forward)",
         a.seconds,

@@ -89,3 +89,19 @@ pub(super) fn print_memory(trace: &MemoryTrace, rss_before: u64, what: &str) {
         println!("device reserved   {} peak", mib(p));
     }
 }
+
+/// The best and the mean of timed repetitions (seconds; at least one).
+pub(super) fn best_and_mean(times: &[f64]) -> (f64, f64) {
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+    (best, times.iter().sum::<f64>() / times.len().max(1) as f64)
+}
+
+/// The two lines every bench report opens with: the preset and the device.
+pub(super) fn print_header(cfg: &ModelConfig, device: &str) {
+    println!(
+        "preset            {} ({} parameters)",
+        cfg.name,
+        cfg.param_count()
+    );
+    println!("device            {device}");
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use burn::optim::AdamWConfig;
 
-use super::bench_common::{print_memory, training_example};
+use super::bench_common::{best_and_mean, print_header, print_memory, training_example};
 use crate::engine::device::{DeviceChoice, resolve};
 use crate::memory::sampler::{MemorySampler, process_rss, reset_peak_rss};
 use crate::model::config::ModelConfig;
@@ -45,14 +45,8 @@ pub fn run(cfg: &ModelConfig, seconds: f64, repeat: usize, device: DeviceChoice)
     }
     let trace = sampler.stop();
     drop(model);
-    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    println!(
-        "preset            {} ({} parameters)",
-        cfg.name,
-        cfg.param_count()
-    );
-    println!("device            {}", resolved.description);
+    let (best, mean) = best_and_mean(&times);
+    print_header(&cfg, &resolved.description);
     println!(
         "segment           {:.2} s stereo ({} samples; {} item(s) of {} channel(s))",
         seconds,
